@@ -1,0 +1,782 @@
+//! `PartitionLog`: one partition's ordered, durable log.
+//!
+//! Owned by exactly one shard (the partition's owner), kept in an
+//! `Rc<RefCell<..>>` there; no borrow is ever held across an await.
+//!
+//! The write path is split so that ordering never waits on I/O:
+//! - `append` (synchronous) validates nothing new — the caller validated the
+//!   batch — assigns offsets, stamps the batch and queues it in `recent`, the
+//!   in-memory tail that is both the write queue and the batch cache.
+//! - the partition's flusher task (`flush_once`) takes everything queued,
+//!   copies it once into an aligned buffer behind the last partial block of the
+//!   active segment, writes it with O_DIRECT, and fdatasyncs according to the
+//!   flush policy. Appends that arrive during a flush are taken by the next one:
+//!   that is the group commit.
+//! - producers that need durability await `durable` reaching their last offset.
+//!
+//! Offsets, in order: log_start <= high_watermark <= next_offset, and
+//! durable <= written <= next_offset. With `flush.policy=always` the high
+//! watermark is the durable offset (consumers never see data a crash could
+//! take back); with the other policies it is the log end.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
+
+use bytes::{Bytes, BytesMut};
+
+use crate::batch::{self, BatchHeader};
+use crate::config::{FlushPolicy, LogConfig, TimestampType};
+use crate::io::{align_down, align_up, IoBuf, SegmentFile, SegmentStorage, IO_ALIGN};
+use crate::notify::{Doorbell, OffsetWatch};
+use crate::segment::{log_path, Segment};
+use crate::EngineError;
+
+/// Largest single direct-I/O write issued by the flusher.
+const MAX_WRITE_BYTES: usize = 4 << 20;
+/// Preallocation step of the active segment.
+const PREALLOCATE_STEP: u64 = 64 << 20;
+/// File holding the log start offset moved by DeleteRecords or retention.
+const LOG_START_FILE: &str = "log-start-offset";
+
+/// A batch held in memory: queued for writing, then kept as read cache.
+#[derive(Clone, Debug)]
+pub struct CachedBatch {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    pub max_timestamp: i64,
+    pub bytes: Bytes,
+}
+
+/// Where an append landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    /// Broker time stamped on LogAppendTime topics, else -1.
+    pub log_append_time_ms: i64,
+}
+
+/// Result of a read: whole batches, at most about `max_bytes` (but always at
+/// least one batch if any exists, as Kafka does so that a large batch can
+/// never block a consumer).
+#[derive(Debug, Clone, Default)]
+pub struct ReadResult {
+    pub chunks: Vec<Bytes>,
+    pub bytes: usize,
+}
+
+impl ReadResult {
+    /// One contiguous buffer for the response encoder.
+    pub fn into_bytes(self) -> Bytes {
+        match self.chunks.len() {
+            0 => Bytes::new(),
+            1 => self.chunks.into_iter().next().unwrap(),
+            _ => {
+                let mut b = BytesMut::with_capacity(self.bytes);
+                for c in &self.chunks {
+                    b.extend_from_slice(c);
+                }
+                b.freeze()
+            }
+        }
+    }
+}
+
+pub struct PartitionLog<S: SegmentStorage> {
+    storage: S,
+    dir: PathBuf,
+    config: LogConfig,
+    segments: BTreeMap<i64, Segment<S::File>>,
+    log_start_offset: i64,
+    next_offset: i64,
+    written_offset: i64,
+    leader_epoch: i32,
+    /// Batches in memory, oldest first, contiguous and ending at next_offset.
+    recent: VecDeque<CachedBatch>,
+    recent_bytes: usize,
+    cache_budget_bytes: usize,
+    /// The active segment's last partial block, rewritten by the next flush.
+    carry: Vec<u8>,
+    preallocated_to: u64,
+    poisoned: Option<String>,
+    flushing: bool,
+    last_sync_ms: i64,
+    /// Everything below is fdatasync'ed.
+    pub durable: OffsetWatch,
+    /// Everything below is visible to consumers.
+    pub high_watermark: OffsetWatch,
+    /// Rung when there is something to flush.
+    pub flush_bell: Doorbell,
+}
+
+impl<S: SegmentStorage + Clone> PartitionLog<S> {
+    /// Opens (recovering) or creates the partition in `dir`.
+    pub async fn open(
+        storage: S,
+        dir: &Path,
+        config: LogConfig,
+        cache_budget_bytes: usize,
+    ) -> Result<Self, EngineError> {
+        std::fs::create_dir_all(dir).map_err(|e| EngineError::Io {
+            op: "create partition dir",
+            path: dir.to_path_buf(),
+            source: e,
+        })?;
+        let mut bases: Vec<i64> = std::fs::read_dir(dir)
+            .map_err(|e| EngineError::Io { op: "list partition dir", path: dir.to_path_buf(), source: e })?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                let base = name.strip_suffix(".log")?;
+                base.parse::<i64>().ok()
+            })
+            .collect();
+        bases.sort_unstable();
+        // Leftovers of an interrupted segment swap (compaction) are discarded.
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            if e.file_name().to_string_lossy().ends_with(".tmp") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+
+        let mut segments = BTreeMap::new();
+        for (i, &base) in bases.iter().enumerate() {
+            let is_last = i + 1 == bases.len();
+            let seg = Segment::recover(&storage, dir, base, is_last).await?;
+            segments.insert(base, seg);
+        }
+        let checkpoint_start =
+            std::fs::read_to_string(dir.join(LOG_START_FILE)).ok().and_then(|s| s.trim().parse::<i64>().ok());
+        let next_offset = segments.values().next_back().map(|s| s.next_offset).unwrap_or(0);
+        let first_base = segments.keys().next().copied().unwrap_or(next_offset);
+        let log_start_offset = checkpoint_start.unwrap_or(first_base).max(first_base).min(next_offset);
+        if segments.is_empty() {
+            let seg = Segment::create(&storage, dir, next_offset, PREALLOCATE_STEP.min(config.segment_bytes)).await?;
+            segments.insert(next_offset, seg);
+        }
+        let active = segments.values().next_back().expect("one segment at least");
+        let carry = active.read_tail_block().await?;
+        let preallocated_to = align_up(active.size);
+        Ok(PartitionLog {
+            storage,
+            dir: dir.to_path_buf(),
+            config,
+            segments,
+            log_start_offset,
+            next_offset,
+            written_offset: next_offset,
+            leader_epoch: 0,
+            recent: VecDeque::new(),
+            recent_bytes: 0,
+            cache_budget_bytes,
+            carry,
+            preallocated_to,
+            poisoned: None,
+            flushing: false,
+            last_sync_ms: 0,
+            durable: OffsetWatch::new(next_offset),
+            high_watermark: OffsetWatch::new(next_offset),
+            flush_bell: Doorbell::default(),
+        })
+    }
+
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+    pub fn set_config(&mut self, config: LogConfig) {
+        self.config = config;
+    }
+    pub fn set_cache_budget(&mut self, bytes: usize) {
+        self.cache_budget_bytes = bytes;
+        self.evict_cache();
+    }
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start_offset
+    }
+    pub fn next_offset(&self) -> i64 {
+        self.next_offset
+    }
+    pub fn hw(&self) -> i64 {
+        self.high_watermark.get()
+    }
+    pub fn leader_epoch(&self) -> i32 {
+        self.leader_epoch
+    }
+    pub fn poisoned(&self) -> Option<&str> {
+        self.poisoned.as_deref()
+    }
+    pub fn size_bytes(&self) -> u64 {
+        self.segments.values().map(|s| s.size).sum::<u64>() + self.unwritten_bytes() as u64
+    }
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+    fn unwritten_bytes(&self) -> usize {
+        self.recent.iter().filter(|b| b.base_offset >= self.written_offset).map(|b| b.bytes.len()).sum()
+    }
+
+    /// Appends one validated batch (its header parsed by the caller), assigning
+    /// offsets. Never waits: durability is awaited separately.
+    pub fn append(&mut self, mut raw: BytesMut, header: &BatchHeader, now_ms: i64) -> Result<AppendInfo, EngineError> {
+        if let Some(reason) = &self.poisoned {
+            return Err(EngineError::Poisoned(reason.clone()));
+        }
+        assert_eq!(raw.len(), header.total_len(), "caller passes exactly one batch");
+        let base = self.next_offset;
+        let count = header.last_offset_delta as i64 + 1;
+        batch::stamp_offsets(&mut raw, base, self.leader_epoch);
+        let mut log_append_time_ms = -1;
+        let mut max_ts = header.max_timestamp;
+        if self.config.message_timestamp_type == TimestampType::LogAppendTime {
+            batch::set_log_append_time(&mut raw, now_ms);
+            log_append_time_ms = now_ms;
+            max_ts = now_ms;
+        }
+        let last = base + count - 1;
+        let bytes = raw.freeze();
+        self.recent_bytes += bytes.len();
+        self.recent.push_back(CachedBatch { base_offset: base, last_offset: last, max_timestamp: max_ts, bytes });
+        self.next_offset = last + 1;
+        if self.config.flush_policy != FlushPolicy::Always {
+            self.high_watermark.advance(self.next_offset);
+        }
+        self.flush_bell.ring();
+        Ok(AppendInfo { base_offset: base, last_offset: last, log_append_time_ms })
+    }
+
+    /// True if the flusher has something to do now under the flush policy.
+    pub fn wants_flush(&self, now_ms: i64) -> bool {
+        let unwritten = self.written_offset < self.next_offset;
+        let unsynced = self.durable.get() < self.next_offset;
+        match self.config.flush_policy {
+            FlushPolicy::Always => unwritten || unsynced,
+            FlushPolicy::Interval => unsynced && now_ms - self.last_sync_ms >= self.config.flush_ms as i64,
+            FlushPolicy::Never => self.unwritten_bytes() >= 1 << 20,
+        }
+    }
+
+    fn evict_cache(&mut self) {
+        while self.recent_bytes > self.cache_budget_bytes {
+            match self.recent.front() {
+                Some(b) if b.last_offset < self.written_offset => {
+                    self.recent_bytes -= b.bytes.len();
+                    self.recent.pop_front();
+                }
+                _ => break,
+            }
+        }
+    }
+
+    fn poison(&mut self, reason: String) -> EngineError {
+        tracing::error!(dir = %self.dir.display(), %reason, "partition poisoned: refusing writes");
+        self.poisoned = Some(reason.clone());
+        self.durable.fail(reason.clone());
+        EngineError::Poisoned(reason)
+    }
+
+    /// Rolls the active segment if the next batch would not fit or it is too old.
+    fn needs_roll(&self, next_len: u64, now_ms: i64) -> bool {
+        let active = self.segments.values().next_back().expect("active segment");
+        if active.size == 0 {
+            return false;
+        }
+        active.size + next_len > self.config.segment_bytes
+            || active.first_append_ms.map(|t| now_ms - t >= self.config.segment_ms).unwrap_or(false)
+            || active.size + next_len > u32::MAX as u64
+    }
+
+    async fn roll(this: &std::cell::RefCell<Self>, now_ms: i64) -> Result<(), EngineError> {
+        let _ = now_ms;
+        let (storage, dir, base, step) = {
+            let s = this.borrow();
+            (s.storage_clone(), s.dir.clone(), s.written_offset, PREALLOCATE_STEP.min(s.config.segment_bytes))
+        };
+        // Seal the active segment. Only the flusher touches it, so taking it
+        // out of the map briefly is safe; readers use the Rc'd file.
+        let mut active = {
+            let mut s = this.borrow_mut();
+            let k = *s.segments.keys().next_back().expect("active");
+            s.segments.remove(&k).expect("active")
+        };
+        let sealed = active.seal().await;
+        this.borrow_mut().segments.insert(active.base_offset, active);
+        sealed?;
+        let seg = Segment::create(&storage, &dir, base, step).await?;
+        let mut s = this.borrow_mut();
+        s.segments.insert(base, seg);
+        s.carry.clear();
+        s.preallocated_to = step;
+        Ok(())
+    }
+
+    /// One flush: write everything queued (rolling segments as needed), then
+    /// fdatasync if the policy says so. Run only by the partition's flusher task.
+    pub async fn flush_once(this: &std::cell::RefCell<Self>, now_ms: i64, force_sync: bool) -> Result<(), EngineError> {
+        {
+            let mut s = this.borrow_mut();
+            if s.flushing {
+                return Ok(());
+            }
+            if let Some(r) = &s.poisoned {
+                return Err(EngineError::Poisoned(r.clone()));
+            }
+            s.flushing = true;
+        }
+        let res = Self::flush_inner(this, now_ms, force_sync).await;
+        let mut s = this.borrow_mut();
+        s.flushing = false;
+        match res {
+            Ok(()) => Ok(()),
+            Err(e) => Err(s.poison(e.to_string())),
+        }
+    }
+
+    async fn flush_inner(this: &std::cell::RefCell<Self>, now_ms: i64, force_sync: bool) -> Result<(), EngineError> {
+        loop {
+            // Gather a run of queued batches that fit in the active segment.
+            let (file, write_pos, buf, batches, roll_first) = {
+                let s = this.borrow();
+                let pending: Vec<CachedBatch> =
+                    s.recent.iter().filter(|b| b.base_offset >= s.written_offset).cloned().collect();
+                if pending.is_empty() {
+                    break;
+                }
+                if s.needs_roll(pending[0].bytes.len() as u64, now_ms) {
+                    (None, 0, None, Vec::new(), true)
+                } else {
+                    let active = s.segments.values().next_back().expect("active");
+                    let mut take = Vec::new();
+                    let mut total = 0usize;
+                    for b in pending {
+                        if !take.is_empty()
+                            && (total + b.bytes.len() > MAX_WRITE_BYTES
+                                || active.size + (total + b.bytes.len()) as u64 > s.config.segment_bytes)
+                        {
+                            break;
+                        }
+                        total += b.bytes.len();
+                        take.push(b);
+                    }
+                    let write_pos = align_down(active.size);
+                    assert_eq!(
+                        active.size - write_pos,
+                        s.carry.len() as u64,
+                        "carry holds exactly the partial last block"
+                    );
+                    let len = align_up((s.carry.len() + total) as u64) as usize;
+                    let mut buf = active.file.alloc_buf(len);
+                    let dst = buf.as_mut_slice();
+                    let mut at = s.carry.len();
+                    dst[..at].copy_from_slice(&s.carry);
+                    for b in &take {
+                        dst[at..at + b.bytes.len()].copy_from_slice(&b.bytes);
+                        at += b.bytes.len();
+                    }
+                    (Some(active.file.clone()), write_pos, Some(buf), take, false)
+                }
+            };
+            if roll_first {
+                Self::roll(this, now_ms).await?;
+                continue;
+            }
+            let file = file.expect("file");
+            let buf = buf.expect("buf");
+            let end = write_pos + align_up(buf_len(&batches, this.borrow().carry.len()) as u64);
+            // Preallocate ahead in large steps so that most flushes write into
+            // reserved space.
+            let prealloc = {
+                let s = this.borrow();
+                if end > s.preallocated_to {
+                    Some((s.preallocated_to + PREALLOCATE_STEP).max(end).min(s.config.segment_bytes.max(end)))
+                } else {
+                    None
+                }
+            };
+            if let Some(to) = prealloc {
+                file.preallocate(to).await.map_err(|e| EngineError::Io {
+                    op: "preallocate",
+                    path: file.path().to_path_buf(),
+                    source: e,
+                })?;
+                this.borrow_mut().preallocated_to = to;
+            }
+            file.write_at(buf, write_pos).await.map_err(|e| EngineError::Io {
+                op: "write",
+                path: file.path().to_path_buf(),
+                source: e,
+            })?;
+            let mut s = this.borrow_mut();
+            let interval = s.config.index_interval_bytes;
+            let active_base = *s.segments.keys().next_back().expect("active");
+            let old_carry = std::mem::take(&mut s.carry);
+            let tail = {
+                let seg = s.segments.get_mut(&active_base).expect("active");
+                for b in &batches {
+                    let h = BatchHeader::parse(&b.bytes).expect("queued batches were validated");
+                    let pos = seg.size;
+                    seg.note_batch(pos, &h, interval, now_ms);
+                }
+                // New carry: the bytes of the last partial block.
+                let keep = (seg.size - align_down(seg.size)) as usize;
+                tail_bytes(&old_carry, &batches, keep)
+            };
+            s.carry = tail;
+            s.written_offset = batches.last().expect("non-empty").last_offset + 1;
+            let seg = s.segments.get_mut(&active_base).expect("active");
+            seg.persist_index_tail()?;
+            s.evict_cache();
+        }
+        let need_sync = {
+            let s = this.borrow();
+            s.durable.get() < s.written_offset && (force_sync || s.config.flush_policy != FlushPolicy::Never)
+        };
+        if need_sync {
+            let (file, target) = {
+                let s = this.borrow();
+                (s.segments.values().next_back().expect("active").file.clone(), s.written_offset)
+            };
+            // Earlier segments were synced when sealed.
+            file.sync_data().await.map_err(|e| EngineError::Io {
+                op: "fdatasync",
+                path: file.path().to_path_buf(),
+                source: e,
+            })?;
+            let mut s = this.borrow_mut();
+            s.last_sync_ms = now_ms;
+            s.durable.advance(target);
+            if s.config.flush_policy == FlushPolicy::Always {
+                s.high_watermark.advance(target);
+            }
+        }
+        Ok(())
+    }
+
+    fn storage_clone(&self) -> S {
+        self.storage.clone()
+    }
+
+    /// Reads whole batches starting at the one containing `offset`, up to
+    /// the high watermark. `None` means the data is on disk: see `read_disk`.
+    pub fn read_cached(&self, offset: i64, max_bytes: usize) -> Option<ReadResult> {
+        let hw = self.hw();
+        let first = self.recent.front()?;
+        if offset < first.base_offset {
+            return None;
+        }
+        let mut out = ReadResult::default();
+        // Binary search for the batch containing offset.
+        let idx = self.recent.partition_point(|b| b.last_offset < offset);
+        for b in self.recent.range(idx..) {
+            if b.last_offset >= hw {
+                break;
+            }
+            if !out.chunks.is_empty() && out.bytes + b.bytes.len() > max_bytes {
+                break;
+            }
+            out.bytes += b.bytes.len();
+            out.chunks.push(b.bytes.clone());
+        }
+        Some(out)
+    }
+
+    /// Plans a disk read: the segment file, the position to start at and how
+    /// many bytes are valid there.
+    pub fn plan_disk_read(&self, offset: i64) -> Option<(std::rc::Rc<S::File>, u64, u64)> {
+        let (_, seg) = self.segments.range(..=offset).next_back()?;
+        let (_, pos) = seg.index.lookup(offset);
+        // Only bytes already written are readable from the file.
+        Some((seg.file.clone(), pos as u64, seg.size))
+    }
+
+    /// Reads from segment files (the cache did not hold `offset`).
+    pub async fn read_disk(
+        this: &std::cell::RefCell<Self>,
+        offset: i64,
+        max_bytes: usize,
+    ) -> Result<ReadResult, EngineError> {
+        let mut out = ReadResult::default();
+        let mut offset = offset;
+        loop {
+            let (plan, hw) = {
+                let s = this.borrow();
+                (s.plan_disk_read(offset), s.hw())
+            };
+            let Some((file, pos, valid_end)) = plan else { return Ok(out) };
+            if pos >= valid_end {
+                // Past this segment's data: continue in the next segment, if any.
+                let next = {
+                    let s = this.borrow();
+                    s.segments.range(offset + 1..).next().map(|(b, _)| *b)
+                };
+                match next {
+                    Some(b) if out.chunks.is_empty() => {
+                        offset = b;
+                        continue;
+                    }
+                    _ => return Ok(out),
+                }
+            }
+            let want = ((valid_end - pos) as usize).min(max_bytes.max(64 << 10) + (64 << 10));
+            let data = file.read_at(pos, want).await.map_err(|e| EngineError::Io {
+                op: "read",
+                path: file.path().to_path_buf(),
+                source: e,
+            })?;
+            let mut at = 0usize;
+            let mut start = None;
+            let mut end = 0usize;
+            let mut need_more = None;
+            while at + batch::BATCH_HEADER_LEN <= data.len() {
+                let h = match BatchHeader::parse(&data[at..]) {
+                    Ok(h) => h,
+                    Err(_) => break,
+                };
+                let len = h.total_len();
+                if at + len > data.len() {
+                    if start.is_none() {
+                        need_more = Some(at + len);
+                    }
+                    break;
+                }
+                if h.last_offset() >= hw {
+                    break;
+                }
+                if h.last_offset() >= offset {
+                    if start.is_some() && (end - start.unwrap()) + len > max_bytes {
+                        break;
+                    }
+                    start.get_or_insert(at);
+                    end = at + len;
+                }
+                at += len;
+            }
+            if let Some(total) = need_more {
+                // A single batch bigger than our read: fetch it whole.
+                let data = file.read_at(pos, total).await.map_err(|e| EngineError::Io {
+                    op: "read",
+                    path: file.path().to_path_buf(),
+                    source: e,
+                })?;
+                let mut at = 0;
+                while at + batch::BATCH_HEADER_LEN <= data.len() {
+                    let h = BatchHeader::parse(&data[at..]).map_err(EngineError::Batch)?;
+                    if h.last_offset() >= offset && at + h.total_len() <= data.len() && h.last_offset() < hw {
+                        let b = data.slice(at..at + h.total_len());
+                        out.bytes += b.len();
+                        out.chunks.push(b);
+                        break;
+                    }
+                    at += h.total_len();
+                }
+                return Ok(out);
+            }
+            if let Some(st) = start {
+                let b = data.slice(st..end);
+                out.bytes += b.len();
+                out.chunks.push(b);
+            }
+            return Ok(out);
+        }
+    }
+
+    /// Earliest offset whose batch max timestamp is >= `ts`, as a candidate
+    /// batch (the caller finds the exact record inside). None: no such batch.
+    pub async fn find_by_timestamp(this: &std::cell::RefCell<Self>, ts: i64) -> Result<Option<Bytes>, EngineError> {
+        // Memory first if the cache covers the whole candidate range.
+        let (seg_start, in_cache) = {
+            let s = this.borrow();
+            let seg = s
+                .segments
+                .iter()
+                .find(|(_, seg)| seg.max_timestamp >= ts)
+                .map(|(b, seg)| (*b, seg.time_index.lookup_start(ts).max(*b).max(s.log_start_offset)));
+            let cache_hit = s
+                .recent
+                .iter()
+                .find(|b| b.max_timestamp >= ts && b.last_offset < s.hw() && b.last_offset >= s.log_start_offset)
+                .map(|b| b.bytes.clone());
+            (seg, cache_hit)
+        };
+        if let Some((_, start_offset)) = seg_start {
+            let mut offset = start_offset;
+            loop {
+                let r = Self::read_disk(this, offset, 1 << 20).await?;
+                if r.chunks.is_empty() {
+                    break;
+                }
+                let data = r.into_bytes();
+                let mut at = 0;
+                let mut last = offset;
+                while at + batch::BATCH_HEADER_LEN <= data.len() {
+                    let h = BatchHeader::parse(&data[at..]).map_err(EngineError::Batch)?;
+                    if h.max_timestamp >= ts && h.last_offset() >= offset {
+                        return Ok(Some(data.slice(at..at + h.total_len())));
+                    }
+                    last = h.last_offset();
+                    at += h.total_len();
+                }
+                offset = last + 1;
+            }
+        }
+        Ok(in_cache)
+    }
+
+    /// Moves the log start offset (DeleteRecords); deletes whole segments below it.
+    pub fn delete_records_before(&mut self, offset: i64) -> Result<i64, EngineError> {
+        if offset > self.hw() || offset < 0 {
+            return Err(EngineError::OffsetOutOfRange { offset, start: self.log_start_offset, end: self.hw() });
+        }
+        if offset > self.log_start_offset {
+            self.log_start_offset = offset;
+            self.checkpoint_log_start()?;
+            self.drop_segments_below_start();
+        }
+        Ok(self.log_start_offset)
+    }
+
+    fn checkpoint_log_start(&self) -> Result<(), EngineError> {
+        let p = self.dir.join(LOG_START_FILE);
+        let tmp = self.dir.join("log-start-offset.new");
+        std::fs::write(&tmp, self.log_start_offset.to_string()).map_err(|e| EngineError::Io {
+            op: "write checkpoint",
+            path: tmp.clone(),
+            source: e,
+        })?;
+        std::fs::rename(&tmp, &p).map_err(|e| EngineError::Io { op: "rename checkpoint", path: p, source: e })
+    }
+
+    fn drop_segments_below_start(&mut self) {
+        loop {
+            let mut it = self.segments.iter();
+            let (Some((&base, _)), Some((_, next))) = (it.next(), it.next()) else { break };
+            if next.base_offset <= self.log_start_offset {
+                let seg = self.segments.remove(&base).expect("present");
+                seg.remove_files();
+            } else {
+                break;
+            }
+        }
+        while self.recent.front().map(|b| b.last_offset < self.log_start_offset).unwrap_or(false) {
+            let b = self.recent.pop_front().expect("present");
+            self.recent_bytes -= b.bytes.len();
+        }
+    }
+
+    /// Applies retention.ms and retention.bytes to sealed segments. Returns
+    /// how many segments were deleted.
+    pub fn apply_retention(&mut self, now_ms: i64) -> Result<usize, EngineError> {
+        if !self.config.cleanup_policy.delete {
+            return Ok(0);
+        }
+        let mut deleted = 0;
+        loop {
+            if self.segments.len() < 2 {
+                break;
+            }
+            let total: u64 = self.segments.values().map(|s| s.size).sum();
+            let (&base, seg) = self.segments.iter().next().expect("two");
+            let by_time = self.config.retention_ms >= 0
+                && seg.max_timestamp >= 0
+                && now_ms - seg.max_timestamp > self.config.retention_ms;
+            let by_size = self.config.retention_bytes >= 0 && total - seg.size >= self.config.retention_bytes as u64;
+            // An empty sealed segment older than retention also goes.
+            let by_time_empty = self.config.retention_ms >= 0 && seg.max_timestamp < 0 && seg.size == 0;
+            if !(by_time || by_size || by_time_empty) || !seg.sealed {
+                break;
+            }
+            let next_base = *self.segments.range(base + 1..).next().expect("two").0;
+            let seg = self.segments.remove(&base).expect("present");
+            seg.remove_files();
+            deleted += 1;
+            if self.log_start_offset < next_base {
+                self.log_start_offset = next_base;
+            }
+        }
+        if deleted > 0 {
+            self.checkpoint_log_start()?;
+            self.drop_segments_below_start();
+        }
+        Ok(deleted)
+    }
+
+    /// Rolls the active segment by age even when idle (segment.ms).
+    pub fn active_segment_expired(&self, now_ms: i64) -> bool {
+        let active = self.segments.values().next_back().expect("active");
+        active.size > 0 && active.first_append_ms.map(|t| now_ms - t >= self.config.segment_ms).unwrap_or(false)
+    }
+
+    pub async fn roll_now(this: &std::cell::RefCell<Self>, now_ms: i64) -> Result<(), EngineError> {
+        Self::flush_once(this, now_ms, true).await?;
+        if this.borrow().segments.values().next_back().map(|s| s.size > 0).unwrap_or(false) {
+            Self::roll(this, now_ms).await?;
+        }
+        Ok(())
+    }
+
+    /// Clean shutdown: write and sync everything, persist indexes.
+    pub async fn close(this: &std::cell::RefCell<Self>, now_ms: i64) -> Result<(), EngineError> {
+        Self::flush_once(this, now_ms, true).await?;
+        let mut s = this.borrow_mut();
+        for seg in s.segments.values_mut() {
+            seg.persist_index_tail()?;
+        }
+        s.flush_bell.close();
+        Ok(())
+    }
+
+    /// Marks the partition deleted: waiters fail, the flusher stops.
+    pub fn shutdown_deleted(&mut self) {
+        self.durable.fail("partition deleted".into());
+        self.high_watermark.fail("partition deleted".into());
+        self.flush_bell.close();
+    }
+
+    /// Offset of the segment base paths (for tools and tests).
+    pub fn segment_paths(&self) -> Vec<PathBuf> {
+        self.segments.keys().map(|b| log_path(&self.dir, *b)).collect()
+    }
+
+    /// The largest offset whose batch epoch is <= `epoch`, plus one (the end
+    /// offset of that epoch), for OffsetForLeaderEpoch. Single leader epoch
+    /// history for now: epochs only change with replication.
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> (i32, i64) {
+        if epoch >= self.leader_epoch {
+            (self.leader_epoch, self.next_offset)
+        } else {
+            (-1, -1)
+        }
+    }
+}
+
+/// The last `keep` bytes of `carry` followed by the batches' bytes.
+fn tail_bytes(carry: &[u8], batches: &[CachedBatch], keep: usize) -> Vec<u8> {
+    let mut parts: Vec<&[u8]> = Vec::new();
+    let mut need = keep;
+    for b in batches.iter().rev() {
+        if need == 0 {
+            break;
+        }
+        let take = need.min(b.bytes.len());
+        parts.push(&b.bytes[b.bytes.len() - take..]);
+        need -= take;
+    }
+    if need > 0 {
+        assert!(need <= carry.len(), "carry and batches cover the partial block");
+        parts.push(&carry[carry.len() - need..]);
+    }
+    let mut out = Vec::with_capacity(keep);
+    for p in parts.iter().rev() {
+        out.extend_from_slice(p);
+    }
+    out
+}
+
+fn buf_len(batches: &[CachedBatch], carry: usize) -> usize {
+    carry + batches.iter().map(|b| b.bytes.len()).sum::<usize>()
+}
+
+const _: () = assert!(MAX_WRITE_BYTES as u64 % IO_ALIGN == 0);
+const _: () = assert!(PREALLOCATE_STEP % IO_ALIGN == 0);

@@ -1,0 +1,185 @@
+//! Single-threaded wake-up primitives for one shard.
+//!
+//! `OffsetWatch` publishes a monotonically increasing offset (the durable
+//! offset, the high watermark) and lets any number of tasks wait until it
+//! reaches a target, without polling. `Doorbell` wakes one background task
+//! (the flusher) when there is work. Neither is `Send`: both live and are
+//! awaited on the shard that owns the partition.
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+
+#[derive(Default)]
+struct WatchState {
+    value: i64,
+    failed: Option<String>,
+    waiters: Vec<Waker>,
+    generation: u64,
+}
+
+/// A watched, non-decreasing offset. Cloning shares the same watch.
+#[derive(Clone, Default)]
+pub struct OffsetWatch(Rc<RefCell<WatchState>>);
+
+impl OffsetWatch {
+    pub fn new(value: i64) -> Self {
+        let w = Self::default();
+        w.0.borrow_mut().value = value;
+        w
+    }
+    pub fn get(&self) -> i64 {
+        self.0.borrow().value
+    }
+    /// Publishes a new value; waiters re-check. Values never go backwards
+    /// except through `reset` (truncation).
+    pub fn advance(&self, value: i64) {
+        let mut s = self.0.borrow_mut();
+        if value > s.value {
+            s.value = value;
+            s.generation += 1;
+            for w in s.waiters.drain(..) {
+                w.wake();
+            }
+        }
+    }
+    pub fn reset(&self, value: i64) {
+        let mut s = self.0.borrow_mut();
+        s.value = value;
+        s.generation += 1;
+        for w in s.waiters.drain(..) {
+            w.wake();
+        }
+    }
+    /// Fails every present and future waiter (the partition is poisoned or gone).
+    pub fn fail(&self, reason: String) {
+        let mut s = self.0.borrow_mut();
+        s.failed = Some(reason);
+        s.generation += 1;
+        for w in s.waiters.drain(..) {
+            w.wake();
+        }
+    }
+    pub fn generation(&self) -> u64 {
+        self.0.borrow().generation
+    }
+    /// Resolves when the value is >= target, or with the failure reason.
+    pub fn wait_for(&self, target: i64) -> WaitFor {
+        WaitFor { watch: self.clone(), target: Some(target), since_generation: 0 }
+    }
+    /// Resolves on the next change after `generation`.
+    pub fn changed_since(&self, generation: u64) -> WaitFor {
+        WaitFor { watch: self.clone(), target: None, since_generation: generation }
+    }
+}
+
+pub struct WaitFor {
+    watch: OffsetWatch,
+    target: Option<i64>,
+    since_generation: u64,
+}
+
+impl Future for WaitFor {
+    type Output = Result<(), String>;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut s = self.watch.0.borrow_mut();
+        if let Some(reason) = &s.failed {
+            return Poll::Ready(Err(reason.clone()));
+        }
+        let done = match self.target {
+            Some(t) => s.value >= t,
+            None => s.generation != self.since_generation,
+        };
+        if done {
+            return Poll::Ready(Ok(()));
+        }
+        if !s.waiters.iter().any(|w| w.will_wake(cx.waker())) {
+            s.waiters.push(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+}
+
+#[derive(Default)]
+struct BellState {
+    rung: bool,
+    closed: bool,
+    waiter: Option<Waker>,
+}
+
+/// Wakes a single background task when there is work for it.
+#[derive(Clone, Default)]
+pub struct Doorbell(Rc<RefCell<BellState>>);
+
+impl Doorbell {
+    pub fn ring(&self) {
+        let mut s = self.0.borrow_mut();
+        s.rung = true;
+        if let Some(w) = s.waiter.take() {
+            w.wake();
+        }
+    }
+    /// Stops the waiting task: `wait` returns false from now on.
+    pub fn close(&self) {
+        let mut s = self.0.borrow_mut();
+        s.closed = true;
+        if let Some(w) = s.waiter.take() {
+            w.wake();
+        }
+    }
+    /// Waits until rung (true) or closed (false); consumes the ring.
+    pub fn wait(&self) -> BellWait {
+        BellWait(self.clone())
+    }
+}
+
+pub struct BellWait(Doorbell);
+
+impl Future for BellWait {
+    type Output = bool;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<bool> {
+        let mut s = (self.0).0.borrow_mut();
+        if s.rung {
+            s.rung = false;
+            return Poll::Ready(true);
+        }
+        if s.closed {
+            return Poll::Ready(false);
+        }
+        s.waiter = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_lite::future::{block_on, poll_once};
+
+    #[test]
+    fn watch_wakes_at_target_and_fails_loudly() {
+        let w = OffsetWatch::new(0);
+        let mut f = Box::pin(w.wait_for(5));
+        assert!(block_on(poll_once(&mut f)).is_none());
+        w.advance(4);
+        assert!(block_on(poll_once(&mut f)).is_none());
+        w.advance(5);
+        assert_eq!(block_on(poll_once(&mut f)), Some(Ok(())));
+        let mut g = Box::pin(w.wait_for(10));
+        w.fail("disk".into());
+        assert_eq!(block_on(poll_once(&mut g)), Some(Err("disk".into())));
+    }
+
+    #[test]
+    fn doorbell_coalesces_rings() {
+        let d = Doorbell::default();
+        d.ring();
+        d.ring();
+        assert_eq!(block_on(poll_once(d.wait())), Some(true));
+        assert_eq!(block_on(poll_once(d.wait())), None);
+        d.close();
+        assert_eq!(block_on(poll_once(d.wait())), Some(false));
+    }
+}

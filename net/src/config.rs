@@ -1,0 +1,348 @@
+//! Broker configuration: the TOML file (`tuning/*.toml`), validated at start.
+//!
+//! Two kinds of settings live here, as STYLE.md asks:
+//! - broker and topic-default settings (Kafka names where Kafka has one);
+//! - per-core tuning (`[core_defaults]` and `[[core]]`): glommio executor
+//!   knobs plus cache and queue sizes, each core inheriting the defaults.
+//!
+//! Every setting is checked against its bounds here; a bad file is rejected
+//! with a message that names the setting and the bounds.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    #[serde(default)]
+    pub broker: BrokerSection,
+    /// Topic defaults under Kafka's topic config names (`retention.ms`, ...).
+    #[serde(default)]
+    pub topic_defaults: BTreeMap<String, toml::Value>,
+    #[serde(default)]
+    pub core_defaults: CoreTuning,
+    #[serde(default)]
+    pub core: Vec<CoreOverride>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BrokerSection {
+    pub node_id: i32,
+    pub listen: String,
+    /// Address given to clients in Metadata; defaults to `listen`.
+    pub advertised_listener: Option<String>,
+    pub admin_listen: String,
+    pub data_dir: PathBuf,
+    /// Kafka `socket.request.max.bytes`: larger frames close the connection.
+    pub socket_request_max_bytes: u32,
+    /// Kafka `auto.create.topics.enable`.
+    pub auto_create_topics_enable: bool,
+    /// Kafka `num.partitions`: partitions of auto-created topics.
+    pub num_partitions: i32,
+    /// Kafka `default.replication.factor`.
+    pub default_replication_factor: i16,
+    /// Seconds a clean shutdown waits for in-flight requests.
+    pub shutdown_grace_secs: u64,
+    /// Kafka `log.retention.check.interval.ms`.
+    pub retention_check_interval_ms: u64,
+}
+
+impl Default for BrokerSection {
+    fn default() -> Self {
+        BrokerSection {
+            node_id: 0,
+            listen: "127.0.0.1:9092".into(),
+            advertised_listener: None,
+            admin_listen: "127.0.0.1:9644".into(),
+            data_dir: PathBuf::from("./data"),
+            socket_request_max_bytes: 100 * 1024 * 1024,
+            auto_create_topics_enable: true,
+            num_partitions: 1,
+            default_replication_factor: 1,
+            shutdown_grace_secs: 10,
+            retention_check_interval_ms: 300_000,
+        }
+    }
+}
+
+/// Per-core tuning. Every field may be overridden per `[[core]]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CoreTuning {
+    /// glommio io_memory: bytes of DMA buffer memory registered with io_uring.
+    pub io_memory: usize,
+    /// glommio ring_depth: io_uring submission queue entries.
+    pub ring_depth: usize,
+    /// glommio spin_before_park, in microseconds (0: park at once).
+    pub spin_before_park_us: u64,
+    /// glommio preempt_timer, in milliseconds.
+    pub preempt_timer_ms: u64,
+    /// Batch cache bytes for this core's partitions (recent batches in memory).
+    pub batch_cache_bytes: usize,
+    /// Capacity of each cross-core request channel (messages).
+    pub channel_capacity: usize,
+    /// Requests a connection may have in flight before it stops reading.
+    pub max_inflight_per_connection: usize,
+}
+
+impl Default for CoreTuning {
+    fn default() -> Self {
+        CoreTuning {
+            io_memory: 4 << 20,
+            ring_depth: 128,
+            spin_before_park_us: 0,
+            preempt_timer_ms: 100,
+            batch_cache_bytes: 64 << 20,
+            channel_capacity: 1024,
+            max_inflight_per_connection: 128,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CoreOverride {
+    pub cpu: usize,
+    pub io_memory: Option<usize>,
+    pub ring_depth: Option<usize>,
+    pub spin_before_park_us: Option<u64>,
+    pub preempt_timer_ms: Option<u64>,
+    pub batch_cache_bytes: Option<usize>,
+    pub channel_capacity: Option<usize>,
+    pub max_inflight_per_connection: Option<usize>,
+}
+
+/// One shard's effective settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShardConfig {
+    pub cpu: Option<usize>,
+    pub tuning: CoreTuning,
+}
+
+/// The validated configuration the broker runs with.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    pub broker: BrokerSection,
+    pub listen: SocketAddr,
+    pub advertised_host: String,
+    pub advertised_port: i32,
+    pub admin_listen: Option<SocketAddr>,
+    pub topic_defaults: BTreeMap<String, String>,
+    pub shards: Vec<ShardConfig>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid setting {name} = {value}: {reason}")]
+    Invalid { name: String, value: String, reason: String },
+}
+
+fn check<T: PartialOrd + std::fmt::Display + Copy>(name: &str, v: T, lo: T, hi: T) -> Result<(), ConfigError> {
+    if v < lo || v > hi {
+        return Err(ConfigError::Invalid {
+            name: name.into(),
+            value: v.to_string(),
+            reason: format!("must be within [{lo}, {hi}]"),
+        });
+    }
+    Ok(())
+}
+
+fn check_tuning(prefix: &str, t: &CoreTuning) -> Result<(), ConfigError> {
+    check(&format!("{prefix}.io_memory"), t.io_memory, 64 << 10, 1 << 40)?;
+    check(&format!("{prefix}.ring_depth"), t.ring_depth, 8, 32768)?;
+    if !t.ring_depth.is_power_of_two() {
+        return Err(ConfigError::Invalid {
+            name: format!("{prefix}.ring_depth"),
+            value: t.ring_depth.to_string(),
+            reason: "must be a power of two".into(),
+        });
+    }
+    check(&format!("{prefix}.spin_before_park_us"), t.spin_before_park_us, 0, 1_000_000)?;
+    check(&format!("{prefix}.preempt_timer_ms"), t.preempt_timer_ms, 1, 10_000)?;
+    check(&format!("{prefix}.batch_cache_bytes"), t.batch_cache_bytes, 0, 1 << 40)?;
+    check(&format!("{prefix}.channel_capacity"), t.channel_capacity, 1, 1 << 20)?;
+    check(&format!("{prefix}.max_inflight_per_connection"), t.max_inflight_per_connection, 1, 1 << 16)?;
+    Ok(())
+}
+
+/// Command-line overrides of the file.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub admin_listen: Option<String>,
+}
+
+impl BrokerConfig {
+    pub fn load(path: &Path, ov: &Overrides) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read { path: path.into(), source: e })?;
+        Self::parse(&text, path, ov)
+    }
+
+    pub fn parse(text: &str, path: &Path, ov: &Overrides) -> Result<Self, ConfigError> {
+        let file: ConfigFile =
+            toml::from_str(text).map_err(|e| ConfigError::Parse { path: path.into(), message: e.to_string() })?;
+        Self::from_file(file, ov)
+    }
+
+    pub fn from_file(file: ConfigFile, ov: &Overrides) -> Result<Self, ConfigError> {
+        let mut broker = file.broker;
+        if let Some(l) = &ov.listen {
+            broker.listen = l.clone();
+        }
+        if let Some(d) = &ov.data_dir {
+            broker.data_dir = d.clone();
+        }
+        if let Some(a) = &ov.admin_listen {
+            broker.admin_listen = a.clone();
+        }
+        let listen: SocketAddr = broker.listen.parse().map_err(|_| ConfigError::Invalid {
+            name: "broker.listen".into(),
+            value: broker.listen.clone(),
+            reason: "must be HOST:PORT with a numeric IP".into(),
+        })?;
+        let admin_listen = if broker.admin_listen.is_empty() {
+            None
+        } else {
+            Some(broker.admin_listen.parse().map_err(|_| ConfigError::Invalid {
+                name: "broker.admin_listen".into(),
+                value: broker.admin_listen.clone(),
+                reason: "must be HOST:PORT, or empty to disable".into(),
+            })?)
+        };
+        let adv = broker.advertised_listener.clone().unwrap_or_else(|| broker.listen.clone());
+        let (host, port) = adv.rsplit_once(':').ok_or_else(|| ConfigError::Invalid {
+            name: "broker.advertised_listener".into(),
+            value: adv.clone(),
+            reason: "must be HOST:PORT".into(),
+        })?;
+        let advertised_port: i32 = port.parse().map_err(|_| ConfigError::Invalid {
+            name: "broker.advertised_listener".into(),
+            value: adv.clone(),
+            reason: "port must be a number".into(),
+        })?;
+        let mut advertised_host = host.trim_matches(|c| c == '[' || c == ']').to_string();
+        if advertised_host == "0.0.0.0" {
+            advertised_host = "127.0.0.1".into();
+        }
+        check("broker.node_id", broker.node_id, 0, i32::MAX)?;
+        check("broker.socket_request_max_bytes", broker.socket_request_max_bytes, 1024, i32::MAX as u32)?;
+        check("broker.num_partitions", broker.num_partitions, 1, 100_000)?;
+        check("broker.default_replication_factor", broker.default_replication_factor, 1, 1)?;
+        check("broker.shutdown_grace_secs", broker.shutdown_grace_secs, 0, 3600)?;
+        check("broker.retention_check_interval_ms", broker.retention_check_interval_ms, 100, 86_400_000)?;
+
+        let mut topic_defaults = BTreeMap::new();
+        for (k, v) in &file.topic_defaults {
+            let s = match v {
+                toml::Value::String(s) => s.clone(),
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Float(f) => f.to_string(),
+                toml::Value::Boolean(b) => b.to_string(),
+                other => {
+                    return Err(ConfigError::Invalid {
+                        name: format!("topic_defaults.{k}"),
+                        value: other.to_string(),
+                        reason: "must be a string or number".into(),
+                    })
+                }
+            };
+            ringbroker_engine::config::validate_topic_config(k, &s).map_err(|e| ConfigError::Invalid {
+                name: format!("topic_defaults.{k}"),
+                value: s.clone(),
+                reason: e.reason,
+            })?;
+            topic_defaults.insert(k.clone(), s);
+        }
+
+        check_tuning("core_defaults", &file.core_defaults)?;
+        let shards = if file.core.is_empty() {
+            // One shard per CPU this process may run on.
+            let n = core_affinity::get_core_ids().map(|c| c.len()).unwrap_or(1).max(1);
+            (0..n).map(|cpu| ShardConfig { cpu: Some(cpu), tuning: file.core_defaults.clone() }).collect()
+        } else {
+            let mut seen = std::collections::BTreeSet::new();
+            let mut v = Vec::new();
+            for (i, c) in file.core.iter().enumerate() {
+                if !seen.insert(c.cpu) {
+                    return Err(ConfigError::Invalid {
+                        name: format!("core[{i}].cpu"),
+                        value: c.cpu.to_string(),
+                        reason: "each cpu may appear once".into(),
+                    });
+                }
+                let d = &file.core_defaults;
+                let t = CoreTuning {
+                    io_memory: c.io_memory.unwrap_or(d.io_memory),
+                    ring_depth: c.ring_depth.unwrap_or(d.ring_depth),
+                    spin_before_park_us: c.spin_before_park_us.unwrap_or(d.spin_before_park_us),
+                    preempt_timer_ms: c.preempt_timer_ms.unwrap_or(d.preempt_timer_ms),
+                    batch_cache_bytes: c.batch_cache_bytes.unwrap_or(d.batch_cache_bytes),
+                    channel_capacity: c.channel_capacity.unwrap_or(d.channel_capacity),
+                    max_inflight_per_connection: c.max_inflight_per_connection.unwrap_or(d.max_inflight_per_connection),
+                };
+                check_tuning(&format!("core[{i}]"), &t)?;
+                v.push(ShardConfig { cpu: Some(c.cpu), tuning: t });
+            }
+            v
+        };
+        check("number of [[core]] sections", shards.len(), 1, 1024)?;
+        Ok(BrokerConfig { broker, listen, advertised_host, advertised_port, admin_listen, topic_defaults, shards })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<BrokerConfig, ConfigError> {
+        BrokerConfig::parse(s, Path::new("t.toml"), &Overrides::default())
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let c = parse("").unwrap();
+        assert_eq!(c.listen.port(), 9092);
+        assert!(!c.shards.is_empty());
+        assert_eq!(c.broker.socket_request_max_bytes, 100 << 20);
+    }
+
+    #[test]
+    fn bad_settings_name_themselves() {
+        let e = parse("[core_defaults]\nring_depth = 100\n").unwrap_err().to_string();
+        assert!(e.contains("core_defaults.ring_depth"), "{e}");
+        let e = parse("[topic_defaults]\n\"retention.ms\" = \"soon\"\n").unwrap_err().to_string();
+        assert!(e.contains("topic_defaults.retention.ms"), "{e}");
+        let e = parse("[broker]\nnum_partitions = 0\n").unwrap_err().to_string();
+        assert!(e.contains("broker.num_partitions") && e.contains("[1, 100000]"), "{e}");
+        let e = parse("[broker]\nno_such = 1\n").unwrap_err().to_string();
+        assert!(e.contains("no_such"), "{e}");
+    }
+
+    #[test]
+    fn core_overrides_inherit_defaults() {
+        let c = parse("[core_defaults]\nring_depth = 256\n[[core]]\ncpu = 0\n[[core]]\ncpu = 1\nring_depth = 64\n")
+            .unwrap();
+        assert_eq!(c.shards.len(), 2);
+        assert_eq!(c.shards[0].tuning.ring_depth, 256);
+        assert_eq!(c.shards[1].tuning.ring_depth, 64);
+        assert!(parse("[[core]]\ncpu = 0\n[[core]]\ncpu = 0\n").is_err());
+    }
+
+    #[test]
+    fn shipped_tuning_files_are_valid() {
+        for f in ["../tuning/default.toml", "../tuning/bare-metal.toml"] {
+            let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(f);
+            BrokerConfig::load(&p, &Overrides::default()).unwrap_or_else(|e| panic!("{f}: {e}"));
+        }
+    }
+}

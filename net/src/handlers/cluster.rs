@@ -1,0 +1,132 @@
+//! DescribeCluster, OffsetForLeaderEpoch, DeleteRecords.
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::delete_records_response::{DeleteRecordsPartitionResult, DeleteRecordsTopicResult};
+use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use kafka_protocol::messages::offset_for_leader_epoch_response::{EpochEndOffset, OffsetForLeaderTopicResult};
+use kafka_protocol::messages::*;
+use kafka_protocol::ResponseError;
+
+use super::str_bytes;
+use crate::shard::Shard;
+
+pub async fn describe_cluster(
+    shard: &Rc<Shard>,
+    _req: DescribeClusterRequest,
+    _version: i16,
+) -> DescribeClusterResponse {
+    let node = BrokerId(shard.config.broker.node_id);
+    DescribeClusterResponse::default()
+        .with_cluster_id(str_bytes(&shard.image().cluster_id))
+        .with_controller_id(node)
+        .with_cluster_authorized_operations(i32::MIN)
+        .with_brokers(vec![DescribeClusterBroker::default()
+            .with_broker_id(node)
+            .with_host(str_bytes(&shard.config.advertised_host))
+            .with_port(shard.config.advertised_port)])
+}
+
+pub async fn offset_for_leader_epoch(
+    shard: &Rc<Shard>,
+    req: OffsetForLeaderEpochRequest,
+    _version: i16,
+) -> OffsetForLeaderEpochResponse {
+    let img = shard.image();
+    let mut topics = Vec::new();
+    for t in req.topics {
+        let name = t.topic.0.to_string();
+        let mut tr = OffsetForLeaderTopicResult::default().with_topic(t.topic.clone());
+        for p in t.partitions {
+            let meta = img.topic(&name).filter(|m| p.partition >= 0 && p.partition < m.partitions);
+            let (code, epoch, end) = match meta {
+                None => (ResponseError::UnknownTopicOrPartition.code(), -1, -1),
+                Some(m) => {
+                    let owner = shard.owner(&m.id, p.partition);
+                    let (topic, pi, want, current) =
+                        (name.clone(), p.partition, p.leader_epoch, p.current_leader_epoch);
+                    shard
+                        .router
+                        .call(shard, owner, move |s| async move {
+                            match s.partition(&topic, pi) {
+                                None => (ResponseError::NotLeaderOrFollower.code(), -1, -1),
+                                Some(h) => {
+                                    let l = h.log.borrow();
+                                    if current > l.leader_epoch() {
+                                        (ResponseError::UnknownLeaderEpoch.code(), -1, -1)
+                                    } else if current >= 0 && current < l.leader_epoch() {
+                                        (ResponseError::FencedLeaderEpoch.code(), -1, -1)
+                                    } else {
+                                        let (e, off) = l.end_offset_for_epoch(want);
+                                        (0, e, off)
+                                    }
+                                }
+                            }
+                        })
+                        .await
+                        .unwrap_or((ResponseError::NotLeaderOrFollower.code(), -1, -1))
+                }
+            };
+            tr.partitions.push(
+                EpochEndOffset::default()
+                    .with_partition(p.partition)
+                    .with_error_code(code)
+                    .with_leader_epoch(epoch)
+                    .with_end_offset(end),
+            );
+        }
+        topics.push(tr);
+    }
+    OffsetForLeaderEpochResponse::default().with_topics(topics)
+}
+
+pub async fn delete_records(shard: &Rc<Shard>, req: DeleteRecordsRequest, _version: i16) -> DeleteRecordsResponse {
+    let img = shard.image();
+    let mut topics = Vec::new();
+    for t in req.topics {
+        let name = t.name.0.to_string();
+        let mut tr = DeleteRecordsTopicResult::default().with_name(t.name.clone());
+        for p in t.partitions {
+            let meta = img.topic(&name).filter(|m| p.partition_index >= 0 && p.partition_index < m.partitions);
+            let (code, low) = match meta {
+                None => (ResponseError::UnknownTopicOrPartition.code(), -1),
+                Some(m) => {
+                    let owner = shard.owner(&m.id, p.partition_index);
+                    let (topic, pi, offset) = (name.clone(), p.partition_index, p.offset);
+                    shard
+                        .router
+                        .call(shard, owner, move |s| async move {
+                            match s.partition(&topic, pi) {
+                                None => (ResponseError::NotLeaderOrFollower.code(), -1),
+                                Some(h) => {
+                                    let mut l = h.log.borrow_mut();
+                                    // -1 means "up to the high watermark".
+                                    let target = if offset == -1 { l.hw() } else { offset };
+                                    match l.delete_records_before(target) {
+                                        Ok(low) => (0, low),
+                                        Err(ringbroker_engine::EngineError::OffsetOutOfRange { .. }) => {
+                                            (ResponseError::OffsetOutOfRange.code(), -1)
+                                        }
+                                        Err(e) => {
+                                            tracing::error!(error = %e, "delete records");
+                                            (ResponseError::KafkaStorageError.code(), -1)
+                                        }
+                                    }
+                                }
+                            }
+                        })
+                        .await
+                        .unwrap_or((ResponseError::NotLeaderOrFollower.code(), -1))
+                }
+            };
+            tr.partitions.push(
+                DeleteRecordsPartitionResult::default()
+                    .with_partition_index(p.partition_index)
+                    .with_error_code(code)
+                    .with_low_watermark(low),
+            );
+        }
+        topics.push(tr);
+    }
+    DeleteRecordsResponse::default().with_topics(topics)
+}

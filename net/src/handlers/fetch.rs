@@ -1,0 +1,245 @@
+//! Fetch: read from the owning shards, long-poll until `min_bytes` or
+//! `max_wait_ms`, with no busy loop.
+//!
+//! The connection's shard drives the poll: it reads every partition from its
+//! owner, and if there is not enough data, asks each involved owner to park
+//! until one of its partitions has data past the fetch offset (or the
+//! deadline passes), then reads again. Owners wake parked fetches from the
+//! high-watermark watch that appends and flushes advance.
+
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::ResponseError;
+
+use crate::router::ShardId;
+use crate::shard::{Log, Shard};
+
+#[derive(Clone)]
+struct PartRead {
+    topic: String,
+    partition: i32,
+    offset: i64,
+    max_bytes: usize,
+}
+
+#[derive(Default)]
+pub struct PartResult {
+    pub error_code: i16,
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+    pub records: Bytes,
+}
+
+pub async fn handle(shard: &Rc<Shard>, req: FetchRequest, version: i16) -> FetchResponse {
+    let img = shard.image();
+    let started = Instant::now();
+    let deadline = started + Duration::from_millis(req.max_wait_ms.clamp(0, 300_000) as u64);
+    let min_bytes = req.min_bytes.max(0) as usize;
+    let max_bytes = if version >= 3 { req.max_bytes.max(0) as usize } else { usize::MAX };
+
+    // Group partitions by owner; remember the request order for the answer.
+    let mut order: Vec<(String, Vec<i32>)> = Vec::new();
+    let mut by_owner: Vec<(ShardId, Vec<PartRead>)> = Vec::new();
+    let mut unknown: Vec<(String, i32)> = Vec::new();
+    for t in &req.topics {
+        let name = t.topic.0.to_string();
+        let meta = img.topic(&name);
+        let mut parts = Vec::new();
+        for p in &t.partitions {
+            parts.push(p.partition);
+            match meta {
+                Some(m) if p.partition >= 0 && p.partition < m.partitions => {
+                    let owner = shard.owner(&m.id, p.partition);
+                    let read = PartRead {
+                        topic: name.clone(),
+                        partition: p.partition,
+                        offset: p.fetch_offset,
+                        max_bytes: p.partition_max_bytes.max(0) as usize,
+                    };
+                    match by_owner.iter_mut().find(|(o, _)| *o == owner) {
+                        Some((_, v)) => v.push(read),
+                        None => by_owner.push((owner, vec![read])),
+                    }
+                }
+                _ => unknown.push((name.clone(), p.partition)),
+            }
+        }
+        order.push((name, parts));
+    }
+
+    let mut results: Vec<((String, i32), PartResult)> = Vec::new();
+    loop {
+        results.clear();
+        for (owner, reads) in &by_owner {
+            let reads2 = reads.clone();
+            let r = shard
+                .router
+                .call(shard, *owner, move |s| async move { read_local(&s, reads2).await })
+                .await
+                .unwrap_or_default();
+            results.extend(r);
+        }
+        let total: usize = results.iter().map(|(_, r)| r.records.len()).sum();
+        let any_error = results.iter().any(|(_, r)| r.error_code != 0) || !unknown.is_empty();
+        let now = Instant::now();
+        if total >= min_bytes.max(1)
+            || any_error
+            || now >= deadline
+            || by_owner.is_empty()
+            || shard.shutdown.load(std::sync::atomic::Ordering::Relaxed)
+        {
+            break;
+        }
+        // Park on every involved owner until one has data or time is up.
+        let mut waits = Vec::new();
+        for (owner, reads) in &by_owner {
+            let positions: Vec<(String, i32, i64)> = reads
+                .iter()
+                .map(|r| {
+                    // Wait for data past what we already hold for this partition.
+                    let have = results
+                        .iter()
+                        .find(|((t, p), _)| *t == r.topic && *p == r.partition)
+                        .map(|(_, x)| x.records.len())
+                        .unwrap_or(0);
+                    (r.topic.clone(), r.partition, if have > 0 { i64::MAX } else { r.offset })
+                })
+                .collect();
+            let remaining = deadline - now;
+            waits.push(Box::pin(
+                shard.router.call(shard, *owner, move |s| async move { wait_local(&s, positions, remaining).await }),
+            ));
+        }
+        futures::future::select_all(waits).await;
+    }
+
+    // Assemble in request order, honouring the response-wide max_bytes.
+    let mut budget = max_bytes;
+    let mut first = true;
+    let mut topics = Vec::new();
+    for (name, parts) in order {
+        let mut tr = FetchableTopicResponse::default().with_topic(TopicName(super::str_bytes(&name)));
+        for p in parts {
+            let mut pd = PartitionData::default()
+                .with_partition_index(p)
+                .with_high_watermark(-1)
+                .with_last_stable_offset(-1)
+                .with_log_start_offset(-1)
+                .with_preferred_read_replica(BrokerId(-1));
+            if unknown.iter().any(|(t, q)| *t == name && *q == p) {
+                pd = pd.with_error_code(ResponseError::UnknownTopicOrPartition.code()).with_records(Some(Bytes::new()));
+            } else if let Some(i) = results.iter().position(|((t, q), _)| *t == name && *q == p) {
+                let (_, r) = results.swap_remove(i);
+                let mut records = r.records;
+                if !first && records.len() > budget {
+                    records = Bytes::new();
+                }
+                if !records.is_empty() {
+                    first = false;
+                    budget = budget.saturating_sub(records.len());
+                }
+                shard.metrics.fetch_bytes.fetch_add(records.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                pd = pd
+                    .with_error_code(r.error_code)
+                    .with_high_watermark(r.high_watermark)
+                    .with_last_stable_offset(r.high_watermark)
+                    .with_log_start_offset(r.log_start_offset)
+                    .with_records(Some(records));
+                if version >= 4 {
+                    pd = pd.with_aborted_transactions(Some(Vec::new()));
+                }
+            }
+            if version < 4 {
+                pd.aborted_transactions = None;
+            }
+            tr.partitions.push(pd);
+        }
+        topics.push(tr);
+    }
+    FetchResponse::default().with_session_id(0).with_responses(topics)
+}
+
+/// Runs on the owner shard: reads each partition from cache or disk.
+async fn read_local(shard: &Rc<Shard>, reads: Vec<PartRead>) -> Vec<((String, i32), PartResult)> {
+    let mut out = Vec::with_capacity(reads.len());
+    for r in reads {
+        let res = match shard.partition(&r.topic, r.partition) {
+            None => PartResult {
+                error_code: ResponseError::NotLeaderOrFollower.code(),
+                high_watermark: -1,
+                log_start_offset: -1,
+                records: Bytes::new(),
+            },
+            Some(h) => read_partition(shard, &h.log, r.offset, r.max_bytes).await,
+        };
+        out.push(((r.topic, r.partition), res));
+    }
+    out
+}
+
+async fn read_partition(shard: &Shard, log: &std::cell::RefCell<Log>, offset: i64, max_bytes: usize) -> PartResult {
+    let (hw, start, end, cached) = {
+        let l = log.borrow();
+        (l.hw(), l.log_start_offset(), l.next_offset(), l.read_cached(offset, max_bytes))
+    };
+    if offset < start || offset > end {
+        return PartResult {
+            error_code: ResponseError::OffsetOutOfRange.code(),
+            high_watermark: hw,
+            log_start_offset: start,
+            records: Bytes::new(),
+        };
+    }
+    if offset >= hw {
+        return PartResult { error_code: 0, high_watermark: hw, log_start_offset: start, records: Bytes::new() };
+    }
+    let records = match cached {
+        Some(r) => {
+            shard.metrics.fetch_cache_hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            r.into_bytes()
+        }
+        None => {
+            shard.metrics.fetch_disk_reads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            match Log::read_disk(log, offset, max_bytes).await {
+                Ok(r) => r.into_bytes(),
+                Err(e) => {
+                    tracing::error!(error = %e, "fetch read failed");
+                    return PartResult {
+                        error_code: ResponseError::KafkaStorageError.code(),
+                        high_watermark: hw,
+                        log_start_offset: start,
+                        records: Bytes::new(),
+                    };
+                }
+            }
+        }
+    };
+    PartResult { error_code: 0, high_watermark: hw, log_start_offset: start, records }
+}
+
+/// Runs on the owner shard: resolves when any listed partition's high
+/// watermark passes the given offset, or after `max_wait`.
+async fn wait_local(shard: &Rc<Shard>, positions: Vec<(String, i32, i64)>, max_wait: Duration) {
+    let mut waits = Vec::new();
+    for (t, p, offset) in positions {
+        if offset == i64::MAX {
+            continue;
+        }
+        if let Some(h) = shard.partition(&t, p) {
+            let hw = h.log.borrow().high_watermark.clone();
+            waits.push(Box::pin(async move {
+                let _ = hw.wait_for(offset.saturating_add(1)).await;
+            }) as std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>);
+        }
+    }
+    let timer = Box::pin(glommio::timer::sleep(max_wait));
+    if waits.is_empty() {
+        timer.await;
+        return;
+    }
+    futures::future::select(futures::future::select_all(waits), timer).await;
+}

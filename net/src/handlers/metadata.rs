@@ -1,0 +1,120 @@
+//! Metadata: brokers, topics, partitions and their leaders. Auto-creates
+//! requested topics when `auto.create.topics.enable` and the client allows it.
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
+use kafka_protocol::ResponseError;
+
+use super::str_bytes;
+use crate::metadata::{valid_topic_name, MetadataChange, MetadataImage, TopicMeta};
+use crate::shard::Shard;
+
+pub async fn handle(shard: &Rc<Shard>, req: MetadataRequest, version: i16) -> MetadataResponse {
+    let mut img = shard.image();
+    // v0 sends an empty list for "all topics"; v1+ sends null.
+    let requested: Option<Vec<(Option<String>, uuid::Uuid)>> = match &req.topics {
+        None => None,
+        Some(t) if t.is_empty() && version == 0 => None,
+        Some(t) => Some(t.iter().map(|t| (t.name.as_ref().map(|n| n.0.to_string()), t.topic_id)).collect()),
+    };
+    let auto_create = shard.config.broker.auto_create_topics_enable && (version < 4 || req.allow_auto_topic_creation);
+    if let (Some(list), true) = (&requested, auto_create) {
+        for (name, _) in list {
+            if let Some(name) = name {
+                if img.topic(name).is_none() && valid_topic_name(name) && !name.starts_with("__") {
+                    let change = MetadataChange::CreateTopic {
+                        name: name.clone(),
+                        partitions: shard.config.broker.num_partitions,
+                        replication_factor: shard.config.broker.default_replication_factor,
+                        configs: Default::default(),
+                    };
+                    match shard.request_metadata_change(change).await {
+                        Ok(new) => img = new,
+                        Err((ResponseError::TopicAlreadyExists, _)) => img = shard.image(),
+                        Err((e, msg)) => tracing::warn!(topic = %name, error = ?e, %msg, "auto-create failed"),
+                    }
+                }
+            }
+        }
+    }
+    let topics: Vec<MetadataResponseTopic> = match requested {
+        None => img.topics.values().map(|t| topic_entry(shard, t, version)).collect(),
+        Some(list) => list
+            .into_iter()
+            .map(|(name, id)| {
+                let found = match &name {
+                    Some(n) => img.topic(n),
+                    None => img.topic_by_id(id.as_bytes()),
+                };
+                match found {
+                    Some(t) => topic_entry(shard, t, version),
+                    None => {
+                        let err = match &name {
+                            Some(n) if !valid_topic_name(n) => ResponseError::InvalidTopicException,
+                            _ => ResponseError::UnknownTopicOrPartition,
+                        };
+                        MetadataResponseTopic::default()
+                            .with_error_code(err.code())
+                            .with_name(name.map(|n| TopicName(str_bytes(&n))))
+                            .with_topic_id(id)
+                    }
+                }
+            })
+            .collect(),
+    };
+    response(shard, &img, version).with_topics(topics)
+}
+
+fn response(shard: &Shard, img: &MetadataImage, version: i16) -> MetadataResponse {
+    let node = shard.config.broker.node_id;
+    let mut r = MetadataResponse::default().with_brokers(vec![MetadataResponseBroker::default()
+        .with_node_id(BrokerId(node))
+        .with_host(str_bytes(&shard.config.advertised_host))
+        .with_port(shard.config.advertised_port)]);
+    if version >= 1 {
+        r = r.with_controller_id(BrokerId(node));
+    }
+    if version >= 2 {
+        r = r.with_cluster_id(Some(str_bytes(&img.cluster_id)));
+    }
+    if (8..=10).contains(&version) {
+        r = r.with_cluster_authorized_operations(i32::MIN);
+    }
+    r
+}
+
+fn topic_entry(shard: &Shard, t: &TopicMeta, version: i16) -> MetadataResponseTopic {
+    let node = BrokerId(shard.config.broker.node_id);
+    let mut e = MetadataResponseTopic::default()
+        .with_error_code(0)
+        .with_name(Some(TopicName(str_bytes(&t.name))))
+        .with_partitions(
+            (0..t.partitions)
+                .map(|p| {
+                    let mut mp = MetadataResponsePartition::default()
+                        .with_partition_index(p)
+                        .with_leader_id(node)
+                        .with_replica_nodes(vec![node])
+                        .with_isr_nodes(vec![node]);
+                    if version >= 7 {
+                        mp = mp.with_leader_epoch(0);
+                    }
+                    mp
+                })
+                .collect(),
+        );
+    if version >= 1 {
+        e = e.with_is_internal(t.internal);
+    }
+    if version >= 10 {
+        e = e.with_topic_id(uuid::Uuid::from_bytes(t.id));
+    }
+    if version >= 8 {
+        e = e.with_topic_authorized_operations(i32::MIN);
+    }
+    e
+}

@@ -1,0 +1,110 @@
+//! Kafka API handlers: decode a request body, do the work (locally or on the
+//! owning shards), encode the response.
+//!
+//! `SUPPORTED` is the single source of truth for what ApiVersions
+//! advertises: an API is listed only at the versions its handler really
+//! serves.
+
+pub mod api_versions;
+pub mod cluster;
+pub mod configs;
+pub mod fetch;
+pub mod list_offsets;
+pub mod metadata;
+pub mod produce;
+pub mod topics;
+
+use std::rc::Rc;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+
+use crate::shard::Shard;
+
+/// (api, min version, max version) we serve.
+pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 3, 12),
+    (ApiKey::Fetch, 4, 12),
+    (ApiKey::ListOffsets, 1, 7),
+    (ApiKey::Metadata, 0, 12),
+    (ApiKey::ApiVersions, 0, 3),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::DeleteRecords, 0, 2),
+    (ApiKey::OffsetForLeaderEpoch, 2, 4),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::AlterConfigs, 0, 2),
+    (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::DescribeCluster, 0, 1),
+];
+
+pub fn supported_versions(key: ApiKey) -> Option<(i16, i16)> {
+    SUPPORTED.iter().find(|(k, _, _)| *k == key).map(|(_, lo, hi)| (*lo, *hi))
+}
+
+pub type HandlerResult = anyhow::Result<Option<Bytes>>;
+
+/// Encodes a response frame: length, header, body.
+pub fn encode_response<R: Encodable>(
+    api_key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    body: &R,
+) -> anyhow::Result<Bytes> {
+    let header_version = api_key.response_header_version(version);
+    let header = ResponseHeader::default().with_correlation_id(correlation_id);
+    let size = header.compute_size(header_version)? + body.compute_size(version)?;
+    let mut buf = BytesMut::with_capacity(4 + size);
+    buf.put_i32(size as i32);
+    header.encode(&mut buf, header_version)?;
+    body.encode(&mut buf, version)?;
+    debug_assert_eq!(buf.len(), 4 + size);
+    Ok(buf.freeze())
+}
+
+pub fn str_bytes(s: &str) -> StrBytes {
+    StrBytes::from_string(s.to_string())
+}
+
+/// Dispatches one request (header already decoded; `body` is the rest).
+pub async fn handle(shard: &Rc<Shard>, api_key: ApiKey, header: &RequestHeader, mut body: Bytes) -> HandlerResult {
+    let v = header.request_api_version;
+    let cid = header.correlation_id;
+    macro_rules! simple {
+        ($req:ty, $f:path) => {{
+            let req = <$req>::decode(&mut body, v)?;
+            let resp = $f(shard, req, v).await;
+            Ok(Some(encode_response(api_key, v, cid, &resp)?))
+        }};
+    }
+    match api_key {
+        ApiKey::ApiVersions => {
+            let _req = ApiVersionsRequest::decode(&mut body, v)?;
+            Ok(Some(encode_response(api_key, v, cid, &api_versions::response())?))
+        }
+        ApiKey::Metadata => simple!(MetadataRequest, metadata::handle),
+        ApiKey::Produce => {
+            let req = ProduceRequest::decode(&mut body, v)?;
+            let acks = req.acks;
+            let resp = produce::handle(shard, req, v).await;
+            if acks == 0 {
+                return Ok(None);
+            }
+            Ok(Some(encode_response(api_key, v, cid, &resp)?))
+        }
+        ApiKey::Fetch => simple!(FetchRequest, fetch::handle),
+        ApiKey::ListOffsets => simple!(ListOffsetsRequest, list_offsets::handle),
+        ApiKey::CreateTopics => simple!(CreateTopicsRequest, topics::create_topics),
+        ApiKey::DeleteTopics => simple!(DeleteTopicsRequest, topics::delete_topics),
+        ApiKey::CreatePartitions => simple!(CreatePartitionsRequest, topics::create_partitions),
+        ApiKey::DescribeConfigs => simple!(DescribeConfigsRequest, configs::describe_configs),
+        ApiKey::AlterConfigs => simple!(AlterConfigsRequest, configs::alter_configs),
+        ApiKey::IncrementalAlterConfigs => simple!(IncrementalAlterConfigsRequest, configs::incremental_alter_configs),
+        ApiKey::DescribeCluster => simple!(DescribeClusterRequest, cluster::describe_cluster),
+        ApiKey::OffsetForLeaderEpoch => simple!(OffsetForLeaderEpochRequest, cluster::offset_for_leader_epoch),
+        ApiKey::DeleteRecords => simple!(DeleteRecordsRequest, cluster::delete_records),
+        other => anyhow::bail!("{other:?} is not supported"),
+    }
+}

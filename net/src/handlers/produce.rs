@@ -1,0 +1,169 @@
+//! Produce: split per owning shard, validate and append there, wait for
+//! durability when the flush policy and acks ask for it.
+//!
+//! Batches of one partition in one request are validated together and
+//! appended together (all or none). The replication step will sit between
+//! `append` and the acknowledgement wait: the wait target becomes the
+//! committed offset instead of the durable one.
+
+use std::rc::Rc;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
+use kafka_protocol::ResponseError;
+use ringbroker_engine::batch::{split_record_set, BatchError, BatchHeader};
+use ringbroker_engine::config::FlushPolicy;
+use ringbroker_engine::now_ms;
+
+use crate::shard::Shard;
+
+pub struct PartitionOutcome {
+    pub error_code: i16,
+    pub error_message: Option<String>,
+    pub base_offset: i64,
+    pub log_append_time_ms: i64,
+    pub log_start_offset: i64,
+}
+
+impl PartitionOutcome {
+    fn err(e: ResponseError, msg: Option<String>) -> Self {
+        PartitionOutcome {
+            error_code: e.code(),
+            error_message: msg,
+            base_offset: -1,
+            log_append_time_ms: -1,
+            log_start_offset: -1,
+        }
+    }
+}
+
+pub async fn handle(shard: &Rc<Shard>, req: ProduceRequest, _version: i16) -> ProduceResponse {
+    let img = shard.image();
+    let acks = req.acks;
+    let mut topics = Vec::new();
+    // Start every partition's work first (they run concurrently), then collect.
+    let mut pending = Vec::new();
+    for t in req.topic_data {
+        let name = t.name.0.to_string();
+        let meta = img.topic(&name).cloned();
+        let mut parts = Vec::new();
+        for p in t.partition_data {
+            let index = p.index;
+            let fut: std::pin::Pin<Box<dyn std::future::Future<Output = PartitionOutcome>>> = match (&meta, p.records) {
+                (Some(m), Some(records)) if index >= 0 && index < m.partitions => {
+                    let owner = shard.owner(&m.id, index);
+                    let topic = name.clone();
+                    let shard2 = shard.clone();
+                    Box::pin(async move {
+                        shard2
+                            .router
+                            .call(&shard2, owner, move |s| async move {
+                                append_local(&s, &topic, index, records, acks).await
+                            })
+                            .await
+                            .unwrap_or_else(|| {
+                                PartitionOutcome::err(ResponseError::NotLeaderOrFollower, Some("shard stopped".into()))
+                            })
+                    })
+                }
+                (Some(_), None) => Box::pin(async {
+                    PartitionOutcome::err(ResponseError::InvalidRecord, Some("null record set".into()))
+                }),
+                _ => Box::pin(async { PartitionOutcome::err(ResponseError::UnknownTopicOrPartition, None) }),
+            };
+            parts.push(index);
+            pending.push(glommio::spawn_local(fut));
+        }
+        topics.push((name, parts));
+    }
+    let mut results = Vec::with_capacity(pending.len());
+    for task in pending {
+        results.push(task.await);
+    }
+    let mut it = results.into_iter();
+    let mut responses = Vec::with_capacity(topics.len());
+    for (name, parts) in topics {
+        let mut tr = TopicProduceResponse::default().with_name(TopicName(super::str_bytes(&name)));
+        for index in parts {
+            let o = it.next().expect("one outcome per partition");
+            tr.partition_responses.push(
+                PartitionProduceResponse::default()
+                    .with_index(index)
+                    .with_error_code(o.error_code)
+                    .with_base_offset(o.base_offset)
+                    .with_log_append_time_ms(o.log_append_time_ms)
+                    .with_log_start_offset(o.log_start_offset)
+                    .with_error_message(o.error_message.map(|m| super::str_bytes(&m))),
+            );
+        }
+        responses.push(tr);
+    }
+    ProduceResponse::default().with_responses(responses)
+}
+
+/// Runs on the partition's owner shard.
+pub async fn append_local(
+    shard: &Rc<Shard>,
+    topic: &str,
+    partition: i32,
+    records: Bytes,
+    acks: i16,
+) -> PartitionOutcome {
+    let Some(h) = shard.partition(topic, partition) else {
+        return PartitionOutcome::err(ResponseError::UnknownTopicOrPartition, None);
+    };
+    let max = h.log.borrow().config().max_message_bytes;
+    let ranges = match split_record_set(&records, max) {
+        Ok(r) => r,
+        Err(BatchError::BatchTooLarge { size, max }) => {
+            return PartitionOutcome::err(
+                ResponseError::MessageTooLarge,
+                Some(format!("batch of {size} bytes exceeds max.message.bytes {max}")),
+            )
+        }
+        Err(e) => return PartitionOutcome::err(ResponseError::CorruptMessage, Some(e.to_string())),
+    };
+    let now = now_ms();
+    let mut first = None;
+    let mut last = -1;
+    let mut append_time = -1;
+    let mut record_count = 0u64;
+    {
+        let mut log = h.log.borrow_mut();
+        for (start, end) in &ranges {
+            let raw = &records[*start..*end];
+            let header = BatchHeader::parse(raw).expect("validated by split_record_set");
+            record_count += header.record_count.max(0) as u64;
+            // One copy: the batch header fields are stamped in place.
+            let buf = BytesMut::from(raw);
+            match log.append(buf, &header, now) {
+                Ok(info) => {
+                    first.get_or_insert(info.base_offset);
+                    last = info.last_offset;
+                    append_time = info.log_append_time_ms;
+                }
+                Err(e) => return PartitionOutcome::err(ResponseError::KafkaStorageError, Some(e.to_string())),
+            }
+        }
+    }
+    shard.metrics.produce_records.fetch_add(record_count, std::sync::atomic::Ordering::Relaxed);
+    shard.metrics.produce_bytes.fetch_add(records.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    let (policy, durable) = {
+        let log = h.log.borrow();
+        (log.config().flush_policy, log.durable.clone())
+    };
+    if acks != 0 && policy == FlushPolicy::Always {
+        if let Err(reason) = durable.wait_for(last + 1).await {
+            return PartitionOutcome::err(ResponseError::KafkaStorageError, Some(reason));
+        }
+    }
+    let log_start = h.log.borrow().log_start_offset();
+    PartitionOutcome {
+        error_code: 0,
+        error_message: None,
+        base_offset: first.unwrap_or(-1),
+        log_append_time_ms: append_time,
+        log_start_offset: log_start,
+    }
+}

@@ -1,0 +1,303 @@
+//! Cluster metadata: topics, partitions, their placement on shards, configs.
+//!
+//! The image is immutable and shared as `Arc<MetadataImage>`: every shard
+//! holds the latest one and reads it without locks. Changes are made only by
+//! the controller shard (shard 0) through `MetadataStore::apply`, which
+//! validates, persists atomically, and hands the new image to every shard
+//! before the change is acknowledged. On a single node the store is a file;
+//! the KRaft-style quorum replaces that file with a replicated log later,
+//! keeping the same `MetadataChange` vocabulary.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use kafka_protocol::ResponseError;
+
+/// Shard that owns a partition: a stable hash of (topic id, partition) over
+/// the shard count, so placement does not depend on creation order.
+pub fn placement(topic_id: &[u8; 16], partition: i32, shard_count: usize) -> usize {
+    let mut key = [0u8; 20];
+    key[..16].copy_from_slice(topic_id);
+    key[16..].copy_from_slice(&partition.to_be_bytes());
+    (xxhash_rust::xxh3::xxh3_64(&key) % shard_count as u64) as usize
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TopicMeta {
+    pub name: String,
+    pub id: [u8; 16],
+    pub partitions: i32,
+    pub replication_factor: i16,
+    /// Topic-level overrides only; defaults come from the broker config.
+    pub configs: BTreeMap<String, String>,
+    pub internal: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+pub struct MetadataImage {
+    pub cluster_id: String,
+    /// Incremented by every change.
+    pub version: u64,
+    pub topics: BTreeMap<String, TopicMeta>,
+}
+
+impl MetadataImage {
+    pub fn topic(&self, name: &str) -> Option<&TopicMeta> {
+        self.topics.get(name)
+    }
+    pub fn topic_by_id(&self, id: &[u8; 16]) -> Option<&TopicMeta> {
+        self.topics.values().find(|t| &t.id == id)
+    }
+}
+
+/// A change to metadata, as it will be recorded in the metadata log.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum MetadataChange {
+    CreateTopic {
+        name: String,
+        partitions: i32,
+        replication_factor: i16,
+        configs: BTreeMap<String, String>,
+    },
+    DeleteTopic {
+        name: String,
+    },
+    CreatePartitions {
+        name: String,
+        total: i32,
+    },
+    /// Replaces the topic's overrides whole (AlterConfigs semantics).
+    SetTopicConfigs {
+        name: String,
+        configs: BTreeMap<String, String>,
+    },
+}
+
+/// Topic names Kafka accepts: 1..=249 of [a-zA-Z0-9._-], not "." or "..".
+pub fn valid_topic_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 249
+        && name != "."
+        && name != ".."
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+}
+
+/// Applies a change to an image, or explains (as a Kafka error) why not.
+pub fn apply_change(
+    img: &MetadataImage,
+    change: &MetadataChange,
+    new_id: [u8; 16],
+) -> Result<MetadataImage, (ResponseError, String)> {
+    let mut next = img.clone();
+    match change {
+        MetadataChange::CreateTopic { name, partitions, replication_factor, configs } => {
+            if !valid_topic_name(name) {
+                return Err((ResponseError::InvalidTopicException, format!("invalid topic name '{name}'")));
+            }
+            if img.topics.contains_key(name) {
+                return Err((ResponseError::TopicAlreadyExists, format!("topic '{name}' already exists")));
+            }
+            if *partitions < 1 || *partitions > 100_000 {
+                return Err((
+                    ResponseError::InvalidPartitions,
+                    format!("partitions must be within [1, 100000], got {partitions}"),
+                ));
+            }
+            if *replication_factor != 1 {
+                return Err((
+                    ResponseError::InvalidReplicationFactor,
+                    format!("replication factor {replication_factor} is larger than the 1 available broker"),
+                ));
+            }
+            for (k, v) in configs {
+                ringbroker_engine::config::validate_topic_config(k, v)
+                    .map_err(|e| (ResponseError::InvalidConfig, e.to_string()))?;
+            }
+            next.topics.insert(
+                name.clone(),
+                TopicMeta {
+                    name: name.clone(),
+                    id: new_id,
+                    partitions: *partitions,
+                    replication_factor: *replication_factor,
+                    configs: configs.clone(),
+                    internal: name.starts_with("__"),
+                },
+            );
+        }
+        MetadataChange::DeleteTopic { name } => {
+            if next.topics.remove(name).is_none() {
+                return Err((ResponseError::UnknownTopicOrPartition, format!("unknown topic '{name}'")));
+            }
+        }
+        MetadataChange::CreatePartitions { name, total } => {
+            let t = next
+                .topics
+                .get_mut(name)
+                .ok_or((ResponseError::UnknownTopicOrPartition, format!("unknown topic '{name}'")))?;
+            if *total <= t.partitions {
+                return Err((
+                    ResponseError::InvalidPartitions,
+                    format!("topic has {} partitions; the new count must be larger, got {total}", t.partitions),
+                ));
+            }
+            if *total > 100_000 {
+                return Err((ResponseError::InvalidPartitions, "at most 100000 partitions".into()));
+            }
+            t.partitions = *total;
+        }
+        MetadataChange::SetTopicConfigs { name, configs } => {
+            let t = next
+                .topics
+                .get_mut(name)
+                .ok_or((ResponseError::UnknownTopicOrPartition, format!("unknown topic '{name}'")))?;
+            for (k, v) in configs {
+                ringbroker_engine::config::validate_topic_config(k, v)
+                    .map_err(|e| (ResponseError::InvalidConfig, e.to_string()))?;
+            }
+            t.configs = configs.clone();
+        }
+    }
+    next.version += 1;
+    Ok(next)
+}
+
+/// The controller's durable copy of the metadata (one JSON file, replaced
+/// atomically with write-to-temp, fsync, rename, fsync of the directory).
+pub struct MetadataStore {
+    path: PathBuf,
+    image: Arc<MetadataImage>,
+}
+
+impl MetadataStore {
+    pub fn open(data_dir: &Path) -> std::io::Result<Self> {
+        let dir = data_dir.join("meta");
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join("metadata.json");
+        let image = match std::fs::read(&path) {
+            Ok(b) => serde_json::from_slice(&b).map_err(|e| {
+                std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {e}", path.display()))
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let img = MetadataImage { cluster_id: new_cluster_id(), version: 0, topics: BTreeMap::new() };
+                write_atomic(&path, &serde_json::to_vec_pretty(&img).expect("serializable"))?;
+                img
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(MetadataStore { path, image: Arc::new(image) })
+    }
+    pub fn image(&self) -> Arc<MetadataImage> {
+        self.image.clone()
+    }
+    /// Validates, persists and installs a change. The caller then distributes
+    /// the image to all shards before answering the client.
+    pub fn apply(&mut self, change: &MetadataChange) -> Result<Arc<MetadataImage>, (ResponseError, String)> {
+        let next = apply_change(&self.image, change, random_id())?;
+        write_atomic(&self.path, &serde_json::to_vec_pretty(&next).expect("serializable"))
+            .map_err(|e| (ResponseError::KafkaStorageError, format!("persisting metadata: {e}")))?;
+        self.image = Arc::new(next);
+        Ok(self.image.clone())
+    }
+}
+
+fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// 16 random bytes from the kernel (topic ids, cluster id).
+pub fn random_id() -> [u8; 16] {
+    let mut b = [0u8; 16];
+    // getrandom(2) never fails for 16 bytes once the pool is initialised.
+    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), 16, 0) };
+    assert_eq!(n, 16, "getrandom");
+    if b == [0u8; 16] {
+        b[0] = 1; // the all-zero id means "no id" in Kafka
+    }
+    b
+}
+
+fn new_cluster_id() -> String {
+    // Kafka cluster ids are 22-char url-safe base64 of 16 bytes.
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    random_id().iter().chain(random_id()[..6].iter()).take(22).map(|b| ALPHABET[(*b & 63) as usize] as char).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_alter_grow_delete() {
+        let img = MetadataImage::default();
+        let c = MetadataChange::CreateTopic {
+            name: "t".into(),
+            partitions: 3,
+            replication_factor: 1,
+            configs: BTreeMap::new(),
+        };
+        let img = apply_change(&img, &c, [1; 16]).unwrap();
+        assert_eq!(img.topic("t").unwrap().partitions, 3);
+        assert_eq!(apply_change(&img, &c, [2; 16]).unwrap_err().0, ResponseError::TopicAlreadyExists);
+        let img =
+            apply_change(&img, &MetadataChange::CreatePartitions { name: "t".into(), total: 5 }, [0; 16]).unwrap();
+        assert_eq!(img.topic("t").unwrap().partitions, 5);
+        assert_eq!(
+            apply_change(&img, &MetadataChange::CreatePartitions { name: "t".into(), total: 4 }, [0; 16])
+                .unwrap_err()
+                .0,
+            ResponseError::InvalidPartitions
+        );
+        let mut cfg = BTreeMap::new();
+        cfg.insert("retention.ms".to_string(), "x".to_string());
+        assert_eq!(
+            apply_change(&img, &MetadataChange::SetTopicConfigs { name: "t".into(), configs: cfg }, [0; 16])
+                .unwrap_err()
+                .0,
+            ResponseError::InvalidConfig
+        );
+        let img = apply_change(&img, &MetadataChange::DeleteTopic { name: "t".into() }, [0; 16]).unwrap();
+        assert!(img.topics.is_empty());
+        assert!(!valid_topic_name("a/b") && !valid_topic_name("..") && valid_topic_name("a.b-c_d"));
+    }
+
+    #[test]
+    fn placement_is_stable_and_in_range() {
+        for p in 0..100 {
+            let s = placement(&[7; 16], p, 3);
+            assert!(s < 3);
+            assert_eq!(s, placement(&[7; 16], p, 3));
+        }
+    }
+
+    #[test]
+    fn store_persists_across_reopen() {
+        let d = tempfile::tempdir().unwrap();
+        let mut s = MetadataStore::open(d.path()).unwrap();
+        let id = s.image().cluster_id.clone();
+        s.apply(&MetadataChange::CreateTopic {
+            name: "x".into(),
+            partitions: 2,
+            replication_factor: 1,
+            configs: BTreeMap::new(),
+        })
+        .unwrap();
+        let s2 = MetadataStore::open(d.path()).unwrap();
+        assert_eq!(s2.image().cluster_id, id);
+        assert_eq!(s2.image().topic("x").unwrap().partitions, 2);
+    }
+}

@@ -1,0 +1,255 @@
+//! Starting and stopping the broker: one pinned executor per shard, each with
+//! its own SO_REUSEPORT listener, and a clean shutdown on SIGTERM/SIGINT.
+//!
+//! Shutdown, in order: every shard stops accepting; waits (up to the grace
+//! period) for its in-flight requests; waits for every other shard to get
+//! that far (so no cross-shard call can arrive any more); then flushes,
+//! syncs and closes its partitions, and its executor ends.
+
+use std::path::Path;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use futures::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::TcpListener;
+use glommio::{LocalExecutorBuilder, Placement};
+
+use crate::config::BrokerConfig;
+use crate::metadata::{valid_topic_name, MetadataImage, MetadataStore};
+use crate::metrics::{render, ShardMetrics};
+use crate::router::{build_mesh, serve_peer, MeshEnds, Router};
+use crate::shard::Shard;
+
+struct Common {
+    config: Arc<BrokerConfig>,
+    metrics: Vec<Arc<ShardMetrics>>,
+    shutdown: Arc<AtomicBool>,
+    ready: Arc<AtomicUsize>,
+    drained: Arc<AtomicUsize>,
+}
+
+/// Runs the broker until SIGTERM/SIGINT. Blocks the calling thread.
+pub fn run(config: BrokerConfig) -> anyhow::Result<()> {
+    let data_dir = config.broker.data_dir.clone();
+    std::fs::create_dir_all(&data_dir).with_context(|| format!("creating data dir {}", data_dir.display()))?;
+    let _lock = lock_data_dir(&data_dir)?;
+    let store =
+        MetadataStore::open(&data_dir).with_context(|| format!("opening metadata in {}", data_dir.display()))?;
+    let image = store.image();
+    remove_orphan_partition_dirs(&data_dir, &image);
+
+    let shutdown = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, shutdown.clone()).context("installing signal handler")?;
+    }
+    let n = config.shards.len();
+    let capacity = config.shards.iter().map(|s| s.tuning.channel_capacity).max().unwrap_or(1024);
+    let mesh = build_mesh(n, capacity);
+    let common = Arc::new(Common {
+        config: Arc::new(config),
+        metrics: (0..n).map(|_| ShardMetrics::new()).collect(),
+        shutdown,
+        ready: Arc::new(AtomicUsize::new(0)),
+        drained: Arc::new(AtomicUsize::new(0)),
+    });
+    tracing::info!(shards = n, listen = %common.config.listen, data_dir = %data_dir.display(), "starting ringbroker");
+
+    let mut store = Some(store);
+    let mut handles = Vec::new();
+    for (id, ends) in mesh.into_iter().enumerate() {
+        let sc = common.config.shards[id].clone();
+        let t = &sc.tuning;
+        let mut b = LocalExecutorBuilder::new(sc.cpu.map(Placement::Fixed).unwrap_or(Placement::Unbound))
+            .name(&format!("shard-{id}"))
+            .io_memory(t.io_memory)
+            .ring_depth(t.ring_depth)
+            .preempt_timer(Duration::from_millis(t.preempt_timer_ms));
+        if t.spin_before_park_us > 0 {
+            b = b.spin_before_park(Duration::from_micros(t.spin_before_park_us));
+        }
+        let common2 = common.clone();
+        let image2 = image.clone();
+        let store2 = if id == 0 { store.take() } else { None };
+        let h = b
+            .spawn(move || async move { shard_main(id, common2, ends, image2, store2).await })
+            .map_err(|e| anyhow::anyhow!("starting shard {id} on cpu {:?}: {e}", sc.cpu))?;
+        handles.push(h);
+    }
+    let mut result = Ok(());
+    for (id, h) in handles.into_iter().enumerate() {
+        match h.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::error!(shard = id, error = %e, "shard failed");
+                common.shutdown.store(true, Ordering::Relaxed);
+                result = Err(e);
+            }
+            Err(e) => {
+                common.shutdown.store(true, Ordering::Relaxed);
+                result = Err(anyhow::anyhow!("shard {id} panicked: {e:?}"));
+            }
+        }
+    }
+    tracing::info!("ringbroker stopped");
+    result
+}
+
+async fn shard_main(
+    id: usize,
+    common: Arc<Common>,
+    ends: MeshEnds,
+    image: Arc<MetadataImage>,
+    store: Option<MetadataStore>,
+) -> anyhow::Result<()> {
+    let n = common.config.shards.len();
+    let (router, receivers) = Router::connect(id, ends).await;
+    let shard = Rc::new(Shard {
+        id,
+        config: common.config.clone(),
+        tuning: common.config.shards[id].tuning.clone(),
+        router,
+        metadata: std::cell::RefCell::new(Arc::new(MetadataImage::default())),
+        partitions: Default::default(),
+        metadata_store: store.map(std::cell::RefCell::new),
+        admin_lock: glommio::sync::Semaphore::new(1),
+        metrics: common.metrics[id].clone(),
+        all_metrics: common.metrics.clone(),
+        shutdown: common.shutdown.clone(),
+        connections: Default::default(),
+        inflight: Default::default(),
+    });
+    for rx in receivers {
+        glommio::spawn_local(serve_peer(shard.clone(), rx)).detach();
+    }
+    let started = Instant::now();
+    shard.install_metadata(image).await;
+    tracing::info!(
+        shard = id,
+        partitions = shard.partitions.borrow().len(),
+        ms = started.elapsed().as_millis() as u64,
+        "shard recovered its partitions"
+    );
+    common.ready.fetch_add(1, Ordering::SeqCst);
+    while common.ready.load(Ordering::SeqCst) < n {
+        glommio::timer::sleep(Duration::from_millis(2)).await;
+    }
+
+    let listener = TcpListener::bind(common.config.listen)
+        .map_err(|e| anyhow::anyhow!("binding {}: {e}", common.config.listen))?;
+    if id == 0 {
+        tracing::info!(listen = %common.config.listen, "ready for clients");
+        if let Some(addr) = common.config.admin_listen {
+            let admin = TcpListener::bind(addr).map_err(|e| anyhow::anyhow!("binding admin listener {addr}: {e}"))?;
+            glommio::spawn_local(admin_http(admin, common.metrics.clone(), common.shutdown.clone())).detach();
+        }
+    }
+    glommio::spawn_local(shard.clone().housekeeping()).detach();
+
+    loop {
+        if common.shutdown.load(Ordering::Relaxed) {
+            break;
+        }
+        let accept = listener.accept();
+        futures::pin_mut!(accept);
+        let tick = glommio::timer::sleep(Duration::from_millis(100));
+        futures::pin_mut!(tick);
+        match futures::future::select(accept, tick).await {
+            futures::future::Either::Left((Ok(stream), _)) => {
+                glommio::spawn_local(crate::conn::serve(shard.clone(), stream)).detach();
+            }
+            futures::future::Either::Left((Err(e), _)) => {
+                tracing::warn!(error = %e, "accept failed");
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+            }
+            futures::future::Either::Right(_) => {}
+        }
+    }
+    drop(listener);
+    let grace = Instant::now() + Duration::from_secs(common.config.broker.shutdown_grace_secs);
+    while shard.inflight.get() > 0 && Instant::now() < grace {
+        glommio::timer::sleep(Duration::from_millis(5)).await;
+    }
+    common.drained.fetch_add(1, Ordering::SeqCst);
+    while common.drained.load(Ordering::SeqCst) < n {
+        glommio::timer::sleep(Duration::from_millis(2)).await;
+    }
+    shard.close_partitions().await;
+    tracing::info!(shard = id, "shard closed its partitions");
+    Ok(())
+}
+
+/// Minimal HTTP/1.0 endpoint for Prometheus: GET /metrics, GET /health.
+async fn admin_http(listener: TcpListener, metrics: Vec<Arc<ShardMetrics>>, shutdown: Arc<AtomicBool>) {
+    while !shutdown.load(Ordering::Relaxed) {
+        let Ok(mut s) = listener.accept().await else { continue };
+        let metrics = metrics.clone();
+        glommio::spawn_local(async move {
+            let mut buf = vec![0u8; 8192];
+            let mut n = 0;
+            // Read the request head (bounded); we only need the first line.
+            while n < buf.len() {
+                match s.read(&mut buf[n..]).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(k) => n += k,
+                }
+                if buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
+                    break;
+                }
+            }
+            let head = String::from_utf8_lossy(&buf[..n]);
+            let (status, ctype, body) = if head.starts_with("GET /metrics") {
+                ("200 OK", "text/plain; version=0.0.4", render(&metrics))
+            } else if head.starts_with("GET /health") {
+                ("200 OK", "text/plain", "ok\n".to_string())
+            } else {
+                ("404 Not Found", "text/plain", "not found\n".to_string())
+            };
+            let resp = format!(
+                "HTTP/1.0 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = s.write_all(resp.as_bytes()).await;
+            let _ = s.close().await;
+        })
+        .detach();
+    }
+}
+
+/// One broker per data dir: an exclusive flock held for the process lifetime.
+fn lock_data_dir(dir: &Path) -> anyhow::Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    let p = dir.join(".lock");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&p)
+        .with_context(|| format!("opening {}", p.display()))?;
+    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        anyhow::bail!("data dir {} is in use by another ringbroker process", dir.display());
+    }
+    Ok(f)
+}
+
+/// Partition directories of topics that no longer exist (a delete that was
+/// interrupted by a crash) are removed before any shard opens partitions.
+fn remove_orphan_partition_dirs(data_dir: &Path, img: &MetadataImage) {
+    let Ok(rd) = std::fs::read_dir(data_dir) else { return };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        let Some((topic, p)) = name.rsplit_once('-') else { continue };
+        let Ok(p) = p.parse::<i32>() else { continue };
+        if !valid_topic_name(topic) || !e.path().is_dir() {
+            continue;
+        }
+        let live = img.topic(topic).map(|t| p < t.partitions).unwrap_or(false);
+        if !live {
+            tracing::info!(dir = %e.path().display(), "removing partition dir of a deleted topic");
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}

@@ -1,0 +1,289 @@
+//! A shard: one pinned glommio executor and everything it owns.
+//!
+//! A shard owns the partitions that placement maps to it (their logs, caches
+//! and flusher tasks), its own SO_REUSEPORT listener and connections, and its
+//! own copy of the metadata image. Shard 0 also owns the metadata store and
+//! applies metadata changes (the controller role on a single node).
+//!
+//! Nothing here is shared with other shards except through `Router` calls and
+//! immutable `Arc`s; all interior mutability is `RefCell`/`Cell`, and no
+//! borrow is held across an await.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ringbroker_engine::config::{FlushPolicy, LogConfig};
+use ringbroker_engine::io::DmaStorage;
+use ringbroker_engine::log::PartitionLog;
+use ringbroker_engine::now_ms;
+
+use crate::config::{BrokerConfig, CoreTuning};
+use crate::metadata::{placement, MetadataChange, MetadataImage, MetadataStore};
+use crate::metrics::ShardMetrics;
+use crate::router::{Router, ShardId};
+
+pub type Log = PartitionLog<DmaStorage>;
+
+/// Which partition: topic name and index.
+pub type TopicPartition = (String, i32);
+
+/// One partition owned by this shard.
+pub struct PartitionHandle {
+    pub topic: String,
+    pub partition: i32,
+    pub topic_id: [u8; 16],
+    pub log: RefCell<Log>,
+}
+
+pub struct Shard {
+    pub id: ShardId,
+    pub config: Arc<BrokerConfig>,
+    pub tuning: CoreTuning,
+    pub router: Router,
+    pub metadata: RefCell<Arc<MetadataImage>>,
+    pub partitions: RefCell<HashMap<TopicPartition, Rc<PartitionHandle>>>,
+    /// Only on shard 0: the durable metadata and a lock that serialises changes.
+    pub metadata_store: Option<RefCell<MetadataStore>>,
+    pub admin_lock: glommio::sync::Semaphore,
+    pub metrics: Arc<ShardMetrics>,
+    pub all_metrics: Vec<Arc<ShardMetrics>>,
+    pub shutdown: Arc<AtomicBool>,
+    pub connections: Cell<usize>,
+    /// Requests being handled on this shard's connections (for shutdown).
+    pub inflight: Cell<usize>,
+}
+
+/// The controller's shard.
+pub const CONTROLLER_SHARD: ShardId = 0;
+
+pub fn partition_dir(data_dir: &std::path::Path, topic: &str, partition: i32) -> PathBuf {
+    data_dir.join(format!("{topic}-{partition}"))
+}
+
+impl Shard {
+    pub fn image(&self) -> Arc<MetadataImage> {
+        self.metadata.borrow().clone()
+    }
+
+    pub fn shard_count(&self) -> usize {
+        self.router.shard_count()
+    }
+
+    /// Owner shard of a partition under the current image.
+    pub fn owner(&self, topic_id: &[u8; 16], partition: i32) -> ShardId {
+        placement(topic_id, partition, self.shard_count())
+    }
+
+    pub fn partition(&self, topic: &str, partition: i32) -> Option<Rc<PartitionHandle>> {
+        self.partitions.borrow().get(&(topic.to_string(), partition)).cloned()
+    }
+
+    fn log_config(&self, img: &MetadataImage, topic: &str) -> LogConfig {
+        let overrides = img.topic(topic).map(|t| t.configs.clone()).unwrap_or_default();
+        LogConfig::resolve(&self.config.topic_defaults, &overrides).unwrap_or_else(|e| {
+            // Validated when stored; a bad stored value falls back to defaults loudly.
+            tracing::error!(topic, error = %e, "invalid stored topic config; using defaults");
+            LogConfig::resolve(&self.config.topic_defaults, &BTreeMap::new()).expect("defaults validated at start")
+        })
+    }
+
+    fn cache_budget_per_partition(&self, count: usize) -> usize {
+        (self.tuning.batch_cache_bytes / count.max(1)).max(256 << 10)
+    }
+
+    /// Brings local partitions in line with `img`: opens new ones, drops
+    /// deleted ones (removing their files), applies config changes.
+    pub async fn install_metadata(self: &Rc<Self>, img: Arc<MetadataImage>) {
+        let mut wanted: Vec<(String, i32, [u8; 16])> = Vec::new();
+        for t in img.topics.values() {
+            for p in 0..t.partitions {
+                if self.owner(&t.id, p) == self.id {
+                    wanted.push((t.name.clone(), p, t.id));
+                }
+            }
+        }
+        // Drop partitions whose topic is gone or was recreated with a new id.
+        let gone: Vec<TopicPartition> = self
+            .partitions
+            .borrow()
+            .iter()
+            .filter(|(k, h)| img.topic(&k.0).map(|t| t.id != h.topic_id || k.1 >= t.partitions).unwrap_or(true))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in gone {
+            let h = self.partitions.borrow_mut().remove(&k).expect("present");
+            h.log.borrow_mut().shutdown_deleted();
+            let dir = h.log.borrow().dir().to_path_buf();
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                tracing::warn!(dir = %dir.display(), error = %e, "removing deleted partition");
+            }
+            self.metrics.partitions.fetch_sub(1, Ordering::Relaxed);
+        }
+        *self.metadata.borrow_mut() = img.clone();
+        let total = wanted.len();
+        for (topic, p, id) in wanted {
+            let cfg = self.log_config(&img, &topic);
+            if let Some(h) = self.partition(&topic, p) {
+                if h.log.borrow().config() != &cfg {
+                    h.log.borrow_mut().set_config(cfg);
+                    h.log.borrow().flush_bell.ring();
+                }
+                continue;
+            }
+            let dir = partition_dir(&self.config.broker.data_dir, &topic, p);
+            match Log::open(DmaStorage, &dir, cfg, self.cache_budget_per_partition(total)).await {
+                Ok(log) => {
+                    let h = Rc::new(PartitionHandle {
+                        topic: topic.clone(),
+                        partition: p,
+                        topic_id: id,
+                        log: RefCell::new(log),
+                    });
+                    self.partitions.borrow_mut().insert((topic, p), h.clone());
+                    self.metrics.partitions.fetch_add(1, Ordering::Relaxed);
+                    glommio::spawn_local(flusher(self.clone(), h)).detach();
+                }
+                Err(e) => tracing::error!(topic, partition = p, error = %e, "cannot open partition"),
+            }
+        }
+        let budget = self.cache_budget_per_partition(self.partitions.borrow().len());
+        for h in self.partitions.borrow().values() {
+            h.log.borrow_mut().set_cache_budget(budget);
+        }
+    }
+
+    /// Applies a metadata change: runs on the controller shard, persists, and
+    /// installs the new image on every shard before returning.
+    pub async fn change_metadata(
+        self: &Rc<Self>,
+        change: MetadataChange,
+    ) -> Result<Arc<MetadataImage>, (kafka_protocol::ResponseError, String)> {
+        assert_eq!(self.id, CONTROLLER_SHARD, "metadata changes run on the controller shard");
+        let _permit = self.admin_lock.acquire_permit(1).await.expect("admin lock never closes");
+        let img = self.metadata_store.as_ref().expect("controller has the store").borrow_mut().apply(&change)?;
+        for s in 0..self.shard_count() {
+            let img2 = img.clone();
+            self.router.call(self, s, move |shard| async move { shard.install_metadata(img2).await }).await;
+        }
+        Ok(img)
+    }
+
+    /// Runs a metadata change from any shard.
+    pub async fn request_metadata_change(
+        self: &Rc<Self>,
+        change: MetadataChange,
+    ) -> Result<Arc<MetadataImage>, (kafka_protocol::ResponseError, String)> {
+        self.router
+            .call(self, CONTROLLER_SHARD, move |shard| async move { shard.change_metadata(change).await })
+            .await
+            .unwrap_or_else(|| {
+                Err((kafka_protocol::ResponseError::BrokerNotAvailable, "controller shard stopped".into()))
+            })
+    }
+
+    /// Closes every local partition cleanly (flush, sync, persist indexes).
+    pub async fn close_partitions(&self) {
+        let parts: Vec<_> = self.partitions.borrow().values().cloned().collect();
+        for h in parts {
+            if let Err(e) = Log::close(&h.log, now_ms()).await {
+                tracing::error!(topic = %h.topic, partition = h.partition, error = %e, "closing partition");
+            }
+        }
+    }
+
+    /// Periodic retention and time-based roll of local partitions.
+    pub async fn housekeeping(self: Rc<Self>) {
+        let every = Duration::from_millis(self.config.broker.retention_check_interval_ms.min(30_000));
+        while !self.shutdown.load(Ordering::Relaxed) {
+            glommio::timer::sleep(every).await;
+            let parts: Vec<_> = self.partitions.borrow().values().cloned().collect();
+            for h in parts {
+                let now = now_ms();
+                if h.log.borrow().active_segment_expired(now) {
+                    if let Err(e) = Log::roll_now(&h.log, now).await {
+                        tracing::error!(topic = %h.topic, partition = h.partition, error = %e, "time-based roll");
+                    }
+                }
+                let r = h.log.borrow_mut().apply_retention(now);
+                match r {
+                    Ok(n) if n > 0 => {
+                        tracing::info!(topic = %h.topic, partition = h.partition, segments = n, "retention deleted segments")
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::error!(topic = %h.topic, partition = h.partition, error = %e, "retention"),
+                }
+            }
+        }
+    }
+}
+
+/// The partition's flusher: writes queued batches and syncs them according
+/// to the flush policy. One per partition, so a slow disk for one partition
+/// never reorders another's writes.
+async fn flusher(shard: Rc<Shard>, h: Rc<PartitionHandle>) {
+    let bell = h.log.borrow().flush_bell.clone();
+    loop {
+        let (policy, flush_ms) = {
+            let l = h.log.borrow();
+            (l.config().flush_policy, l.config().flush_ms)
+        };
+        let rung = match policy {
+            FlushPolicy::Always => bell.wait().await,
+            // Interval and never also wake on a timer, so data reaches the
+            // file (and, for interval, the disk) without further appends.
+            FlushPolicy::Interval | FlushPolicy::Never => {
+                let period = Duration::from_millis(if policy == FlushPolicy::Interval { flush_ms } else { 1000 });
+                let deadline = std::time::Instant::now() + period;
+                loop {
+                    let now = std::time::Instant::now();
+                    if now >= deadline {
+                        break true;
+                    }
+                    let timer = glommio::timer::sleep(deadline - now);
+                    futures::pin_mut!(timer);
+                    let wait = bell.wait();
+                    futures::pin_mut!(wait);
+                    match futures::future::select(wait, timer).await {
+                        futures::future::Either::Left((false, _)) => break false,
+                        // A lot of unwritten data is written early under `never`.
+                        futures::future::Either::Left((true, _))
+                            if policy == FlushPolicy::Never && h.log.borrow().wants_flush(now_ms()) =>
+                        {
+                            break true
+                        }
+                        futures::future::Either::Left((true, _)) => continue,
+                        futures::future::Either::Right(_) => break true,
+                    }
+                }
+            }
+        };
+        if !rung {
+            break;
+        }
+        if h.log.borrow().poisoned().is_some() {
+            break;
+        }
+        let start = std::time::Instant::now();
+        let force = policy == FlushPolicy::Interval;
+        match Log::flush_once(&h.log, now_ms(), force).await {
+            Ok(()) => {
+                shard.metrics.flushes.fetch_add(1, Ordering::Relaxed);
+                shard.metrics.flush_latency.record_us(start.elapsed().as_micros() as u64);
+            }
+            Err(e) => {
+                tracing::error!(topic = %h.topic, partition = h.partition, error = %e, "flush failed; partition poisoned");
+                break;
+            }
+        }
+        // Appends that arrived during the flush rang the bell again, so the
+        // next loop takes them: that is the group commit.
+        if policy == FlushPolicy::Always && h.log.borrow().wants_flush(now_ms()) {
+            bell.ring();
+        }
+    }
+}

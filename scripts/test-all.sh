@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Build, unit/integration tests, then the end-to-end suite against the real
+# release binary.  Exit code 0 only if everything passed.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT="$PWD"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+export RUST_BACKTRACE="${RUST_BACKTRACE:-1}"
+if ! command -v cargo >/dev/null 2>&1 && [ -f "$HOME/.cargo/env" ]; then
+  # shellcheck disable=SC1091
+  . "$HOME/.cargo/env"
+fi
+
+t0=$(date +%s)
+stamp() { echo "[test-all +$(( $(date +%s) - t0 ))s] $*"; }
+
+stamp "cargo build --release --bins"
+cargo build --release --bins
+
+status_unit=0
+stamp "cargo test --workspace"
+cargo test --workspace || status_unit=$?
+
+export RINGBROKER_BIN="${RINGBROKER_BIN:-$ROOT/target/release/ringbroker}"
+if [ ! -x "$RINGBROKER_BIN" ]; then
+  echo "ringbroker binary missing at $RINGBROKER_BIN" >&2
+  exit 1
+fi
+
+status_e2e=0
+stamp "e2e: python3 -m pytest tests/e2e -v (RINGBROKER_BIN=$RINGBROKER_BIN)"
+# Hard wall-clock bound on the whole suite on top of pytest-timeout's 300 s per test.
+timeout -k 30 1800 python3 -m pytest tests/e2e -v || status_e2e=$?
+# pytest exit 5 = no tests collected: that is a failure here, not a pass.
+
+stamp "summary: cargo test exit=$status_unit, e2e pytest exit=$status_e2e"
+if [ "$status_unit" -ne 0 ] || [ "$status_e2e" -ne 0 ]; then
+  echo "test-all: FAILED"
+  exit 1
+fi
+echo "test-all: PASSED"

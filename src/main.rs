@@ -1,0 +1,70 @@
+//! `ringbroker`: the broker (`serve`) and a command-line Kafka client
+//! (`topic`, `produce`, `consume`) in one binary.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "ringbroker", version, about = "Kafka-compatible event streaming broker, thread-per-core on io_uring")]
+struct Cli {
+    /// Broker to talk to, for the client commands (HOST:PORT[,HOST:PORT...]).
+    #[arg(long, global = true, default_value = "127.0.0.1:9092")]
+    bootstrap: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the broker.
+    Serve {
+        /// Config file (see docs/configuration.md).
+        #[arg(long, default_value = "tuning/default.toml")]
+        config: PathBuf,
+        /// Client listener HOST:PORT (overrides broker.listen).
+        #[arg(long)]
+        listen: Option<String>,
+        /// Data directory (overrides broker.data_dir).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Prometheus/health HTTP listener HOST:PORT (overrides broker.admin_listen).
+        #[arg(long)]
+        admin_listen: Option<String>,
+    },
+    /// Create, list, describe or delete topics.
+    #[command(subcommand)]
+    Topic(ringbroker_cli::TopicCommand),
+    /// Produce lines from stdin as records.
+    Produce(ringbroker_cli::ProduceArgs),
+    /// Consume records to stdout, one value per line.
+    Consume(ringbroker_cli::ConsumeArgs),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve { config, listen, data_dir, admin_listen } => {
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_env("RINGBROKER_LOG")
+                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                )
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .init();
+            let ov = ringbroker_net::config::Overrides { listen, data_dir, admin_listen };
+            match ringbroker_net::config::BrokerConfig::load(&config, &ov) {
+                Ok(cfg) => ringbroker_net::server::run(cfg),
+                Err(e) => Err(e.into()),
+            }
+        }
+        Command::Topic(cmd) => ringbroker_cli::run_topic(&cli.bootstrap, cmd),
+        Command::Produce(args) => ringbroker_cli::run_produce(&cli.bootstrap, args),
+        Command::Consume(args) => ringbroker_cli::run_consume(&cli.bootstrap, args),
+    };
+    if let Err(e) = result {
+        eprintln!("ringbroker: {e:#}");
+        std::process::exit(1);
+    }
+}
