@@ -900,6 +900,73 @@ mod tests {
         assert_eq!(MIN_BATCH_LENGTH, 49);
     }
 
+    fn unhex(s: &str) -> Vec<u8> {
+        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+    }
+
+    #[test]
+    fn crc32c_known_vector() {
+        // The standard CRC-32C check value.
+        assert_eq!(crc32c::crc32c(b"123456789"), 0xE306_9283);
+        let mut b = vec![0u8; CRC_START];
+        b.extend_from_slice(b"123456789");
+        assert_eq!(batch_crc(&b), 0xE306_9283);
+        assert_eq!(batch_crc(&[1, 2, 3]), 0);
+    }
+
+    /// A batch encoded by an independent implementation written from the
+    /// spec (not by `build_batch`), so a layout mistake shared by the builder
+    /// and the parser cannot hide. Includes a null header value.
+    #[test]
+    fn golden_batch_from_independent_encoder() {
+        let b = unhex(
+            "00000000000000050000004b0000000002f074a15f00000000000100000000000003e8\
+             00000000000003e9ffffffffffffffffffffffffffff0000000224000000010a68656c\
+             6c6f0402680278026e010c000202000100",
+        );
+        let h = validate_batch(&b).unwrap();
+        assert_eq!(
+            h,
+            BatchHeader {
+                base_offset: 5,
+                batch_length: 75,
+                partition_leader_epoch: 0,
+                magic: 2,
+                crc: 0xf074_a15f,
+                attributes: 0,
+                last_offset_delta: 1,
+                base_timestamp: 1000,
+                max_timestamp: 1001,
+                producer_id: -1,
+                producer_epoch: -1,
+                base_sequence: -1,
+                record_count: 2,
+            }
+        );
+        let recs = decode_records(&b).unwrap();
+        assert_eq!(
+            recs,
+            vec![
+                DecodedRecord {
+                    offset: 5,
+                    timestamp: 1000,
+                    attributes: 0,
+                    key: None,
+                    value: Some(b"hello".to_vec()),
+                    headers: vec![(b"h".to_vec(), Some(b"x".to_vec())), (b"n".to_vec(), None)],
+                },
+                DecodedRecord {
+                    offset: 6,
+                    timestamp: 1001,
+                    attributes: 0,
+                    key: Some(vec![]),
+                    value: None,
+                    headers: vec![],
+                },
+            ]
+        );
+    }
+
     #[test]
     fn build_then_validate_roundtrip() {
         let b = sample();

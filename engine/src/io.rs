@@ -156,3 +156,31 @@ mod tests {
         assert_eq!(align_up(4096), 4096);
     }
 }
+
+/// Makes glommio decide whether the disk under `dir` supports polled I/O
+/// (IORING_SETUP_IOPOLL) by a read that really reaches the device.
+///
+/// glommio probes once per device and thread, on the first DMA file opened,
+/// by reading its first block. If that first file is empty the read never
+/// reaches the device, the probe wrongly succeeds, and later reads on devices
+/// without poll queues (virtio-blk, most cloud disks) fail with EOPNOTSUPP.
+/// Calling this on each shard before opening any segment makes the probe run
+/// against a file with a synced block of data.
+pub async fn probe_direct_io(dir: &Path) -> io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join(format!(".direct-io-probe-{}", std::process::id()));
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&path)?;
+        f.write_all(&[0xA5u8; IO_ALIGN as usize])?;
+        f.sync_all()?;
+    }
+    let r = DmaStorage.open(&path, false).await;
+    let _ = std::fs::remove_file(&path);
+    let file = r?;
+    let b = file.read_at(0, IO_ALIGN as usize).await?;
+    if b.len() != IO_ALIGN as usize || b.iter().any(|x| *x != 0xA5) {
+        return Err(io::Error::other(format!("direct I/O probe in {} read back wrong data", dir.display())));
+    }
+    Ok(())
+}

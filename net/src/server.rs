@@ -125,6 +125,9 @@ async fn shard_main(
         glommio::spawn_local(serve_peer(shard.clone(), rx)).detach();
     }
     let started = Instant::now();
+    ringbroker_engine::io::probe_direct_io(&common.config.broker.data_dir)
+        .await
+        .with_context(|| format!("direct I/O does not work in {}", common.config.broker.data_dir.display()))?;
     shard.install_metadata(image).await;
     tracing::info!(
         shard = id,
