@@ -143,20 +143,6 @@ impl SegmentStorage for DmaStorage {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    const _: () = assert!(IO_ALIGN.is_power_of_two() && IO_ALIGN >= 512);
-
-    #[test]
-    fn alignment_helpers() {
-        assert_eq!(align_down(4097), 4096);
-        assert_eq!(align_up(4097), 8192);
-        assert_eq!(align_up(0), 0);
-        assert_eq!(align_up(4096), 4096);
-    }
-}
-
 /// Makes glommio decide whether the disk under `dir` supports polled I/O
 /// (IORING_SETUP_IOPOLL) by a read that really reaches the device.
 ///
@@ -183,4 +169,18 @@ pub async fn probe_direct_io(dir: &Path) -> io::Result<()> {
         return Err(io::Error::other(format!("direct I/O probe in {} read back wrong data", dir.display())));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    const _: () = assert!(IO_ALIGN.is_power_of_two() && IO_ALIGN >= 512);
+
+    #[test]
+    fn alignment_helpers() {
+        assert_eq!(align_down(4097), 4096);
+        assert_eq!(align_up(4097), 8192);
+        assert_eq!(align_up(0), 0);
+        assert_eq!(align_up(4096), 4096);
+    }
 }

@@ -778,5 +778,5 @@ fn buf_len(batches: &[CachedBatch], carry: usize) -> usize {
     carry + batches.iter().map(|b| b.bytes.len()).sum::<usize>()
 }
 
-const _: () = assert!(MAX_WRITE_BYTES as u64 % IO_ALIGN == 0);
-const _: () = assert!(PREALLOCATE_STEP % IO_ALIGN == 0);
+const _: () = assert!((MAX_WRITE_BYTES as u64).is_multiple_of(IO_ALIGN));
+const _: () = assert!(PREALLOCATE_STEP.is_multiple_of(IO_ALIGN));

@@ -103,7 +103,7 @@ impl<F: SegmentFile> Segment<F> {
     pub fn note_batch(&mut self, position: u64, header: &BatchHeader, index_interval_bytes: u32, now_ms: i64) {
         assert!(header.base_offset >= self.next_offset, "offsets must increase within a segment");
         assert_eq!(position, self.size, "batches are appended contiguously");
-        if self.index.len() == 0 && position == 0 {
+        if self.index.is_empty() && position == 0 {
             // The first batch needs no entry: lookup falls back to (base, 0).
         } else if self.bytes_since_index_entry >= index_interval_bytes as u64 {
             self.index.append(header.base_offset, position as u32);

@@ -42,7 +42,7 @@ pub async fn handle(shard: &Rc<Shard>, req: MetadataRequest, version: i16) -> Me
         }
     }
     let topics: Vec<MetadataResponseTopic> = match requested {
-        None => img.topics.values().map(|t| topic_entry(shard, t, version)).collect(),
+        None => img.topics.values().map(|t| topic_entry(shard, t, version, req.include_topic_authorized_operations)).collect(),
         Some(list) => list
             .into_iter()
             .map(|(name, id)| {
@@ -51,7 +51,7 @@ pub async fn handle(shard: &Rc<Shard>, req: MetadataRequest, version: i16) -> Me
                     None => img.topic_by_id(id.as_bytes()),
                 };
                 match found {
-                    Some(t) => topic_entry(shard, t, version),
+                    Some(t) => topic_entry(shard, t, version, req.include_topic_authorized_operations),
                     None => {
                         let err = match &name {
                             Some(n) if !valid_topic_name(n) => ResponseError::InvalidTopicException,
@@ -66,10 +66,17 @@ pub async fn handle(shard: &Rc<Shard>, req: MetadataRequest, version: i16) -> Me
             })
             .collect(),
     };
-    response(shard, &img, version).with_topics(topics)
+    response(shard, &img, version, req.include_cluster_authorized_operations).with_topics(topics)
 }
 
-fn response(shard: &Shard, img: &MetadataImage, version: i16) -> MetadataResponse {
+/// Without ACLs every operation is allowed: these are the bitfields Kafka
+/// reports for topics and the cluster (bit = AclOperation code).
+pub const TOPIC_OPERATIONS: i32 = (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 10) | (1 << 11);
+pub const CLUSTER_OPERATIONS: i32 = (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12);
+/// Kafka's "not requested" value for authorized-operation fields.
+pub const OPERATIONS_NOT_REQUESTED: i32 = i32::MIN;
+
+fn response(shard: &Shard, img: &MetadataImage, version: i16, cluster_ops: bool) -> MetadataResponse {
     let node = shard.config.broker.node_id;
     let mut r = MetadataResponse::default().with_brokers(vec![MetadataResponseBroker::default()
         .with_node_id(BrokerId(node))
@@ -82,12 +89,12 @@ fn response(shard: &Shard, img: &MetadataImage, version: i16) -> MetadataRespons
         r = r.with_cluster_id(Some(str_bytes(&img.cluster_id)));
     }
     if (8..=10).contains(&version) {
-        r = r.with_cluster_authorized_operations(i32::MIN);
+        r = r.with_cluster_authorized_operations(if cluster_ops { CLUSTER_OPERATIONS } else { OPERATIONS_NOT_REQUESTED });
     }
     r
 }
 
-fn topic_entry(shard: &Shard, t: &TopicMeta, version: i16) -> MetadataResponseTopic {
+fn topic_entry(shard: &Shard, t: &TopicMeta, version: i16, ops: bool) -> MetadataResponseTopic {
     let node = BrokerId(shard.config.broker.node_id);
     let mut e = MetadataResponseTopic::default()
         .with_error_code(0)
@@ -114,7 +121,7 @@ fn topic_entry(shard: &Shard, t: &TopicMeta, version: i16) -> MetadataResponseTo
         e = e.with_topic_id(uuid::Uuid::from_bytes(t.id));
     }
     if version >= 8 {
-        e = e.with_topic_authorized_operations(i32::MIN);
+        e = e.with_topic_authorized_operations(if ops { TOPIC_OPERATIONS } else { OPERATIONS_NOT_REQUESTED });
     }
     e
 }

@@ -13,8 +13,8 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
 use kafka_protocol::ResponseError;
 use ringbroker_engine::batch::{split_record_set, BatchError, BatchHeader};
-use ringbroker_engine::config::FlushPolicy;
 use ringbroker_engine::now_ms;
+use ringbroker_replication::{commit_wait, Acks, CommitWait};
 
 use crate::shard::Shard;
 
@@ -41,6 +41,12 @@ impl PartitionOutcome {
 pub async fn handle(shard: &Rc<Shard>, req: ProduceRequest, _version: i16) -> ProduceResponse {
     let img = shard.image();
     let acks = req.acks;
+    if Acks::from_kafka(acks).is_none() {
+        return error_response(req, ResponseError::InvalidRequiredAcks);
+    }
+    if req.transactional_id.is_some() {
+        return error_response(req, ResponseError::TransactionalIdAuthorizationFailed);
+    }
     let mut topics = Vec::new();
     // Start every partition's work first (they run concurrently), then collect.
     let mut pending = Vec::new();
@@ -124,6 +130,17 @@ pub async fn append_local(
         }
         Err(e) => return PartitionOutcome::err(ResponseError::CorruptMessage, Some(e.to_string())),
     };
+    // Producers never send empty batches (only compaction makes them), and
+    // offsets are assigned by the leader: reject what a real client cannot send.
+    for (start, end) in &ranges {
+        let h = BatchHeader::parse(&records[*start..*end]).expect("validated by split_record_set");
+        if h.record_count <= 0 {
+            return PartitionOutcome::err(ResponseError::InvalidRecord, Some("batch has no records".into()));
+        }
+        if h.is_control() {
+            return PartitionOutcome::err(ResponseError::InvalidRecord, Some("clients may not produce control batches".into()));
+        }
+    }
     let now = now_ms();
     let mut first = None;
     let mut last = -1;
@@ -149,14 +166,18 @@ pub async fn append_local(
     }
     shard.metrics.produce_records.fetch_add(record_count, std::sync::atomic::Ordering::Relaxed);
     shard.metrics.produce_bytes.fetch_add(records.len() as u64, std::sync::atomic::Ordering::Relaxed);
-    let (policy, durable) = {
+    let (policy, durable, hw) = {
         let log = h.log.borrow();
-        (log.config().flush_policy, log.durable.clone())
+        (log.config().flush_policy, log.durable.clone(), log.high_watermark.clone())
     };
-    if acks != 0 && policy == FlushPolicy::Always {
-        if let Err(reason) = durable.wait_for(last + 1).await {
-            return PartitionOutcome::err(ResponseError::KafkaStorageError, Some(reason));
-        }
+    let acks = Acks::from_kafka(acks).expect("checked by the handler");
+    let waited = match commit_wait(acks, policy, 1, last + 1) {
+        CommitWait::Nothing => Ok(()),
+        CommitWait::LocalDurable { end_offset } => durable.wait_for(end_offset).await,
+        CommitWait::Committed { end_offset } => hw.wait_for(end_offset).await,
+    };
+    if let Err(reason) = waited {
+        return PartitionOutcome::err(ResponseError::KafkaStorageError, Some(reason));
     }
     let log_start = h.log.borrow().log_start_offset();
     PartitionOutcome {
@@ -166,4 +187,28 @@ pub async fn append_local(
         log_append_time_ms: append_time,
         log_start_offset: log_start,
     }
+}
+
+/// The same error for every partition of the request.
+fn error_response(req: ProduceRequest, error: ResponseError) -> ProduceResponse {
+    ProduceResponse::default().with_responses(
+        req.topic_data
+            .into_iter()
+            .map(|t| {
+                TopicProduceResponse::default().with_name(t.name).with_partition_responses(
+                    t.partition_data
+                        .into_iter()
+                        .map(|p| {
+                            PartitionProduceResponse::default()
+                                .with_index(p.index)
+                                .with_error_code(error.code())
+                                .with_base_offset(-1)
+                                .with_log_append_time_ms(-1)
+                                .with_log_start_offset(-1)
+                        })
+                        .collect(),
+                )
+            })
+            .collect(),
+    )
 }
