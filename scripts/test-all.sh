@@ -13,6 +13,9 @@ if ! command -v cargo >/dev/null 2>&1 && [ -f "$HOME/.cargo/env" ]; then
 fi
 
 t0=$(date +%s)
+stamp0() { echo "[test-all +$(( $(date +%s) - t0 ))s] $*"; }
+stamp0 "installing test clients if missing (scripts/install-test-deps.sh)"
+./scripts/install-test-deps.sh
 stamp() { echo "[test-all +$(( $(date +%s) - t0 ))s] $*"; }
 
 stamp "cargo build --release --bins"

@@ -20,7 +20,11 @@ pub async fn describe_cluster(
     DescribeClusterResponse::default()
         .with_cluster_id(str_bytes(&shard.image().cluster_id))
         .with_controller_id(node)
-        .with_cluster_authorized_operations(if req.include_cluster_authorized_operations { super::metadata::CLUSTER_OPERATIONS } else { super::metadata::OPERATIONS_NOT_REQUESTED })
+        .with_cluster_authorized_operations(if req.include_cluster_authorized_operations {
+            super::metadata::CLUSTER_OPERATIONS
+        } else {
+            super::metadata::OPERATIONS_NOT_REQUESTED
+        })
         .with_brokers(vec![DescribeClusterBroker::default()
             .with_broker_id(node)
             .with_host(str_bytes(&shard.config.advertised_host))

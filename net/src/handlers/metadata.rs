@@ -42,7 +42,11 @@ pub async fn handle(shard: &Rc<Shard>, req: MetadataRequest, version: i16) -> Me
         }
     }
     let topics: Vec<MetadataResponseTopic> = match requested {
-        None => img.topics.values().map(|t| topic_entry(shard, t, version, req.include_topic_authorized_operations)).collect(),
+        None => img
+            .topics
+            .values()
+            .map(|t| topic_entry(shard, t, version, req.include_topic_authorized_operations))
+            .collect(),
         Some(list) => list
             .into_iter()
             .map(|(name, id)| {
@@ -71,7 +75,8 @@ pub async fn handle(shard: &Rc<Shard>, req: MetadataRequest, version: i16) -> Me
 
 /// Without ACLs every operation is allowed: these are the bitfields Kafka
 /// reports for topics and the cluster (bit = AclOperation code).
-pub const TOPIC_OPERATIONS: i32 = (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 10) | (1 << 11);
+pub const TOPIC_OPERATIONS: i32 =
+    (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 10) | (1 << 11);
 pub const CLUSTER_OPERATIONS: i32 = (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12);
 /// Kafka's "not requested" value for authorized-operation fields.
 pub const OPERATIONS_NOT_REQUESTED: i32 = i32::MIN;
@@ -89,7 +94,11 @@ fn response(shard: &Shard, img: &MetadataImage, version: i16, cluster_ops: bool)
         r = r.with_cluster_id(Some(str_bytes(&img.cluster_id)));
     }
     if (8..=10).contains(&version) {
-        r = r.with_cluster_authorized_operations(if cluster_ops { CLUSTER_OPERATIONS } else { OPERATIONS_NOT_REQUESTED });
+        r = r.with_cluster_authorized_operations(if cluster_ops {
+            CLUSTER_OPERATIONS
+        } else {
+            OPERATIONS_NOT_REQUESTED
+        });
     }
     r
 }

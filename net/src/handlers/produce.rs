@@ -138,7 +138,10 @@ pub async fn append_local(
             return PartitionOutcome::err(ResponseError::InvalidRecord, Some("batch has no records".into()));
         }
         if h.is_control() {
-            return PartitionOutcome::err(ResponseError::InvalidRecord, Some("clients may not produce control batches".into()));
+            return PartitionOutcome::err(
+                ResponseError::InvalidRecord,
+                Some("clients may not produce control batches".into()),
+            );
         }
     }
     let now = now_ms();

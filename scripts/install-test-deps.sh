@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs what the end-to-end tests need on a fresh Debian machine that has
+# rustup's cargo, python3 + pip and node + npm: kcat (apt), the Python Kafka
+# clients (pip) and kafkajs (npm). Safe to run again: installed parts are kept.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+export DEBIAN_FRONTEND=noninteractive
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+echo "[ci] system packages (kcat)"
+if ! command -v kcat >/dev/null 2>&1; then
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends kcat </dev/null
+fi
+kcat -V 2>&1 | head -n 4 || true
+
+echo "[ci] python packages"
+if ! python3 -m pip install -q --disable-pip-version-check -r tests/e2e/requirements.txt; then
+  # Debian's system python is "externally managed" (PEP 668)
+  python3 -m pip install -q --disable-pip-version-check --break-system-packages \
+    -r tests/e2e/requirements.txt
+fi
+python3 -c "import confluent_kafka, kafka, crc32c, pytest, pytest_timeout; \
+print('confluent-kafka', confluent_kafka.version(), 'librdkafka', confluent_kafka.libversion()[0], \
+'kafka-python', kafka.__version__)"
+
+echo "[ci] node packages (kafkajs)"
+(
+  cd tests/e2e/js
+  if [ -f package-lock.json ]; then
+    npm ci --no-audit --no-fund --loglevel=error
+  else
+    npm install --no-audit --no-fund --loglevel=error
+  fi
+)
+
