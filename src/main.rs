@@ -5,6 +5,11 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+/// Keeps a decoder's wire-supplied array length from aborting the process:
+/// see `net/src/alloc_guard.rs`.
+#[global_allocator]
+static ALLOCATOR: ringbroker_net::alloc_guard::GuardedAlloc = ringbroker_net::alloc_guard::GuardedAlloc;
+
 #[derive(Parser, Debug)]
 #[command(name = "ringbroker", version, about = "Kafka-compatible event streaming broker, thread-per-core on io_uring")]
 struct Cli {
@@ -19,9 +24,10 @@ struct Cli {
 enum Command {
     /// Run the broker.
     Serve {
-        /// Config file (see docs/configuration.md).
-        #[arg(long, default_value = "tuning/default.toml")]
-        config: PathBuf,
+        /// Config file (see docs/configuration.md). Default: tuning/default.toml
+        /// if it exists here, else the same built-in defaults.
+        #[arg(long)]
+        config: Option<PathBuf>,
         /// Client listener HOST:PORT (overrides broker.listen).
         #[arg(long)]
         listen: Option<String>,
@@ -54,7 +60,16 @@ fn main() {
                 .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
                 .init();
             let ov = ringbroker_net::config::Overrides { listen, data_dir, admin_listen };
-            match ringbroker_net::config::BrokerConfig::load(&config, &ov) {
+            let default_file = PathBuf::from("tuning/default.toml");
+            let loaded = match config {
+                Some(path) => ringbroker_net::config::BrokerConfig::load(&path, &ov),
+                None if default_file.exists() => ringbroker_net::config::BrokerConfig::load(&default_file, &ov),
+                None => {
+                    tracing::info!("no --config and no tuning/default.toml here: using built-in defaults");
+                    ringbroker_net::config::BrokerConfig::parse("", std::path::Path::new("<built-in defaults>"), &ov)
+                }
+            };
+            match loaded {
                 Ok(cfg) => ringbroker_net::server::run(cfg),
                 Err(e) => Err(e.into()),
             }

@@ -154,7 +154,10 @@ impl SegmentStorage for DmaStorage {
 /// against a file with a synced block of data.
 pub async fn probe_direct_io(dir: &Path) -> io::Result<()> {
     std::fs::create_dir_all(dir)?;
-    let path = dir.join(format!(".direct-io-probe-{}", std::process::id()));
+    // Unique per call: every shard probes concurrently in the same directory.
+    static PROBES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = PROBES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = dir.join(format!(".direct-io-probe-{}-{n}", std::process::id()));
     {
         use std::io::Write;
         let mut f = std::fs::File::create(&path)?;

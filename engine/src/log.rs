@@ -117,11 +117,16 @@ impl<S: SegmentStorage + Clone> PartitionLog<S> {
         config: LogConfig,
         cache_budget_bytes: usize,
     ) -> Result<Self, EngineError> {
-        std::fs::create_dir_all(dir).map_err(|e| EngineError::Io {
-            op: "create partition dir",
-            path: dir.to_path_buf(),
-            source: e,
-        })?;
+        if !dir.exists() {
+            std::fs::create_dir_all(dir).map_err(|e| EngineError::Io {
+                op: "create partition dir",
+                path: dir.to_path_buf(),
+                source: e,
+            })?;
+            if let Some(parent) = dir.parent() {
+                crate::segment::sync_dir(parent)?;
+            }
+        }
         let mut bases: Vec<i64> = std::fs::read_dir(dir)
             .map_err(|e| EngineError::Io { op: "list partition dir", path: dir.to_path_buf(), source: e })?
             .filter_map(|e| e.ok())

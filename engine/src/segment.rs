@@ -82,6 +82,10 @@ impl<F: SegmentFile> Segment<F> {
         for p in [index_path(dir, base_offset), time_index_path(dir, base_offset)] {
             let _ = std::fs::remove_file(&p);
         }
+        // fdatasync of the file does not persist its directory entry: without
+        // this, a power loss could drop a whole new segment whose data was
+        // already acknowledged.
+        sync_dir(dir)?;
         Ok(Segment {
             base_offset,
             file,
@@ -363,4 +367,9 @@ fn read_time_index(dir: &Path, base: i64) -> Option<TimeIndex> {
     let data = std::fs::read(time_index_path(dir, base)).ok()?;
     let whole = data.len() - data.len() % 12;
     TimeIndex::decode(base, &data[..whole]).ok()
+}
+
+/// Makes a directory's entries (new or removed files) durable.
+pub fn sync_dir(dir: &Path) -> Result<(), EngineError> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io_err("fsync directory", dir, e))
 }

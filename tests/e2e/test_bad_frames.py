@@ -160,3 +160,29 @@ def test_message_too_large(broker):
     resp = kwire.produce_v3(broker.host, broker.port, topic, 0, small, acks=-1)
     assert [(r.error_code, r.base_offset) for r in resp] == [(0, 0)], resp
     assert watermarks(broker.bootstrap, topic, 0) == (0, 1)
+
+
+# A request whose array length claims billions of elements: the codec would
+# size a vector from it before reading any element. The broker must close
+# the connection (not enough bytes) without dying or committing memory.
+HUGE_ARRAY_REQUESTS = {
+    # Metadata v1: topics array of 2^31-1 entries
+    "metadata-v1": kwire.request_header_v1(3, 1, 1) + kwire.i32(0x7FFFFFFF),
+    # Metadata v9 (flexible): compact array length 2^32-2
+    "metadata-v9-compact": kwire.request_header_v2(3, 9, 2) + kwire.uvarint(0xFFFFFFFF),
+    # Produce v3: no transactional id, acks 1, timeout, topics array 2^31-1
+    "produce-v3": kwire.request_header_v1(0, 3, 3) + kwire.i16(-1) + kwire.i16(1) + kwire.i32(1000)
+    + kwire.i32(0x7FFFFFFF),
+    # Fetch v4: replica -1, max wait, min bytes, max bytes, isolation, topics 2^31-1
+    "fetch-v4": kwire.request_header_v1(1, 4, 4) + kwire.i32(-1) + kwire.i32(100) + kwire.i32(1)
+    + kwire.i32(1 << 20) + kwire.i8(0) + kwire.i32(0x7FFFFFFF),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HUGE_ARRAY_REQUESTS))
+def test_huge_array_length_closes_connection_and_broker_survives(broker, name):
+    rss_before = broker.rss_kb()
+    _send_and_expect_close(broker, kwire.frame(HUGE_ARRAY_REQUESTS[name]))
+    assert broker.is_running(), "broker died on a request with a huge array length"
+    assert broker.rss_kb() < rss_before + 200_000, "a huge array length must not commit memory"
+    _client_still_works(broker)
