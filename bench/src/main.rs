@@ -188,7 +188,7 @@ impl Args {
 fn value_pool(max: usize) -> Vec<u8> {
     const ALPHA: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     let mut r = Rng::new(99);
-    (0..(1 << 20) + max).map(|_| ALPHA[r.below(ALPHA.len() as u64) as usize]).collect()
+    (0..(256 << 10) + max).map(|_| ALPHA[r.below(ALPHA.len() as u64) as usize]).collect()
 }
 
 struct CoreRing {

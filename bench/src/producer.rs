@@ -201,6 +201,7 @@ struct Writer {
     corr: i32,
     remaining: u64,
     encode_ns: u64,
+    pool_off: usize,
 }
 
 impl Writer {
@@ -243,6 +244,7 @@ impl Writer {
             corr: 0,
             remaining,
             encode_ns: 0,
+            pool_off: 0,
         }
     }
 
@@ -293,8 +295,14 @@ impl Writer {
         }
         // The sticky partition may have moved on after sealing.
         let i = if key_id.is_none() { self.sticky } else { i };
+        // Walk the value pool sequentially (prefetch-friendly); the odd step
+        // keeps consecutive values from lining up.
         let pool = &self.cfg.value_pool;
-        let off = self.rng.below((pool.len() - size + 1) as u64) as usize;
+        if self.pool_off + size > pool.len() {
+            self.pool_off = self.rng.below(64) as usize;
+        }
+        let off = self.pool_off;
+        self.pool_off += size + 13;
         let key = key_id.map(|k| self.cfg.keys[k].as_slice());
         self.accs[i].push(ts_ms, key, &pool[off..off + size], now);
         self.remaining -= 1;

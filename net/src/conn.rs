@@ -97,17 +97,10 @@ async fn read_loop(
         }
         let mut frame = BytesMut::zeroed(len as usize);
         reader.read_exact(&mut frame).await.map_err(Close::Io)?;
-        let mut frame = frame.freeze();
-        let api_key_raw = i16::from_be_bytes([frame[0], frame[1]]);
-        let api_version = i16::from_be_bytes([frame[2], frame[3]]);
-        let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
-        let Ok(api_key) = ApiKey::try_from(api_key_raw) else {
-            return Err(Close::Malformed(format!("unknown api key {api_key_raw}")));
-        };
-        let supported = handlers::supported_versions(api_key);
-        let version_ok = supported.map(|(lo, hi)| api_version >= lo && api_version <= hi).unwrap_or(false);
-        if !version_ok {
-            if api_key == ApiKey::ApiVersions {
+        let frame = frame.freeze();
+        let (api_key, header, frame) = match parse_request(frame)? {
+            Parsed::Request { api_key, header, body } => (api_key, header, body),
+            Parsed::UnsupportedApiVersions { correlation_id } => {
                 // KIP-511: answer in v0 format with UNSUPPORTED_VERSION and our ranges.
                 let resp = handlers::api_versions::unsupported_version_response(correlation_id);
                 tx.send(glommio::spawn_local(async move { Some(resp) }))
@@ -115,11 +108,7 @@ async fn read_loop(
                     .map_err(|_| Close::Malformed("writer gone".into()))?;
                 continue;
             }
-            return Err(Close::Malformed(format!("{api_key:?} v{api_version} is not supported")));
-        }
-        let header_version = api_key.request_header_version(api_version);
-        let header = RequestHeader::decode(&mut frame, header_version)
-            .map_err(|e| Close::Malformed(format!("request header: {e}")))?;
+        };
         let started = Instant::now();
         let shard2 = shard.clone();
         // Decode errors surface inside the task; the writer then closes.
@@ -140,6 +129,68 @@ async fn read_loop(
         });
         if tx.send(task).await.is_err() {
             return Ok(());
+        }
+    }
+}
+
+/// A request frame, checked and with its header decoded.
+pub enum Parsed {
+    Request { api_key: ApiKey, header: RequestHeader, body: Bytes },
+    /// ApiVersions at a version we do not serve: answered per KIP-511.
+    UnsupportedApiVersions { correlation_id: i32 },
+}
+
+/// Checks a frame (without its length prefix) and decodes its header.
+/// Pure: the fuzzers call it on arbitrary bytes.
+pub fn parse_request(mut frame: Bytes) -> Result<Parsed, Close> {
+    if frame.len() < 8 {
+        return Err(Close::Malformed(format!("frame of {} bytes is too short", frame.len())));
+    }
+    let api_key_raw = i16::from_be_bytes([frame[0], frame[1]]);
+    let api_version = i16::from_be_bytes([frame[2], frame[3]]);
+    let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
+    let Ok(api_key) = ApiKey::try_from(api_key_raw) else {
+        return Err(Close::Malformed(format!("unknown api key {api_key_raw}")));
+    };
+    let supported = handlers::supported_versions(api_key);
+    if !supported.map(|(lo, hi)| api_version >= lo && api_version <= hi).unwrap_or(false) {
+        if api_key == ApiKey::ApiVersions {
+            return Ok(Parsed::UnsupportedApiVersions { correlation_id });
+        }
+        return Err(Close::Malformed(format!("{api_key:?} v{api_version} is not supported")));
+    }
+    let header_version = api_key.request_header_version(api_version);
+    let header = RequestHeader::decode(&mut frame, header_version)
+        .map_err(|e| Close::Malformed(format!("request header: {e}")))?;
+    Ok(Parsed::Request { api_key, header, body: frame })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+        /// Arbitrary bytes after a valid api key/version never panic the
+        /// header or body decoders.
+        #[test]
+        fn arbitrary_requests_never_panic(key_idx in 0usize..handlers::SUPPORTED.len(), v in 0i16..20, tail in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let (key, lo, hi) = handlers::SUPPORTED[key_idx];
+            let version = lo + v % (hi - lo + 1);
+            let mut frame = Vec::new();
+            frame.extend_from_slice(&(key as i16).to_be_bytes());
+            frame.extend_from_slice(&version.to_be_bytes());
+            frame.extend_from_slice(&7i32.to_be_bytes());
+            frame.extend_from_slice(&tail);
+            if let Ok(Parsed::Request { api_key, header, body }) = parse_request(Bytes::from(frame)) {
+                let _ = handlers::decode_only(api_key, header.request_api_version, body);
+            }
+        }
+
+        #[test]
+        fn arbitrary_frames_never_panic(frame in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = parse_request(Bytes::from(frame));
         }
     }
 }

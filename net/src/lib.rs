@@ -10,3 +10,9 @@ pub mod metrics;
 pub mod router;
 pub mod server;
 pub mod shard;
+
+/// Unit tests feed random bytes to the codec: they need the same guard
+/// against wire-supplied allocation sizes as the broker binary.
+#[cfg(test)]
+#[global_allocator]
+static TEST_ALLOCATOR: alloc_guard::GuardedAlloc = alloc_guard::GuardedAlloc;

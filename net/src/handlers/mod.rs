@@ -68,6 +68,34 @@ pub fn str_bytes(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_string())
 }
 
+/// Decodes a request body of a supported API without handling it (for the
+/// fuzzers and property tests of the decoders).
+pub fn decode_only(api_key: ApiKey, version: i16, mut body: Bytes) -> anyhow::Result<()> {
+    macro_rules! d {
+        ($t:ty) => {{
+            <$t>::decode(&mut body, version)?;
+        }};
+    }
+    match api_key {
+        ApiKey::Produce => d!(ProduceRequest),
+        ApiKey::Fetch => d!(FetchRequest),
+        ApiKey::ListOffsets => d!(ListOffsetsRequest),
+        ApiKey::Metadata => d!(MetadataRequest),
+        ApiKey::ApiVersions => d!(ApiVersionsRequest),
+        ApiKey::CreateTopics => d!(CreateTopicsRequest),
+        ApiKey::DeleteTopics => d!(DeleteTopicsRequest),
+        ApiKey::DeleteRecords => d!(DeleteRecordsRequest),
+        ApiKey::OffsetForLeaderEpoch => d!(OffsetForLeaderEpochRequest),
+        ApiKey::DescribeConfigs => d!(DescribeConfigsRequest),
+        ApiKey::AlterConfigs => d!(AlterConfigsRequest),
+        ApiKey::CreatePartitions => d!(CreatePartitionsRequest),
+        ApiKey::IncrementalAlterConfigs => d!(IncrementalAlterConfigsRequest),
+        ApiKey::DescribeCluster => d!(DescribeClusterRequest),
+        other => anyhow::bail!("{other:?} is not supported"),
+    }
+    Ok(())
+}
+
 /// Dispatches one request (header already decoded; `body` is the rest).
 pub async fn handle(shard: &Rc<Shard>, api_key: ApiKey, header: &RequestHeader, mut body: Bytes) -> HandlerResult {
     let v = header.request_api_version;
