@@ -116,6 +116,7 @@ fn run(cfg: ConsumerCfg, mut conn: Conn, sh: &Shared, stats: &Stats, hist: &Mute
         }
         let (mut recs, mut bytes, mut wire) = (0u64, 0u64, 0u64);
         lats.clear();
+        let mut partition_errors = false;
         for t in &resp.responses {
             for pd in &t.partitions {
                 let Some(slot) = offsets.iter_mut().find(|(p, _)| *p == pd.partition_index) else {
@@ -124,6 +125,7 @@ fn run(cfg: ConsumerCfg, mut conn: Conn, sh: &Shared, stats: &Stats, hist: &Mute
                 };
                 if pd.error_code != 0 {
                     stats.error(format!("fetch partition error code {}", pd.error_code), 1);
+                    partition_errors = true;
                     continue;
                 }
                 let Some(data) = &pd.records else { continue };
@@ -145,6 +147,10 @@ fn run(cfg: ConsumerCfg, mut conn: Conn, sh: &Shared, stats: &Stats, hist: &Mute
                     }
                 }
             }
+        }
+        if partition_errors {
+            // Back off instead of hammering the broker with the same failing fetch.
+            thread::sleep(std::time::Duration::from_millis(100));
         }
         stats.add(recs, bytes, wire);
         consumed.fetch_add(recs, Ordering::Relaxed);

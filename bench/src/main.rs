@@ -494,7 +494,7 @@ fn run(args: &Args) -> Result<Value> {
     let cpu_window = end_cpu - m_cpu;
     let wall = (window_end - m_start).as_secs_f64().max(1e-9);
     let encode_secs = sh.cpu.encode_ns.load(Ordering::Relaxed) as f64 / 1e9;
-    let generated = pstats.counts().records.max(1);
+    let generated = sh.cpu.generated.load(Ordering::Relaxed).max(1);
     let mut report = json!({
         "mode": args.mode,
         "records_per_sec": primary["records_per_sec"],
@@ -520,6 +520,7 @@ fn run(args: &Args) -> Result<Value> {
     });
     if has_prod {
         report["encode_secs"] = json!(encode_secs);
+        report["records_generated"] = json!(generated);
         report["encode_ns_per_record"] = json!(encode_secs * 1e9 / generated as f64);
     }
     for k in report::REQUIRED_KEYS {

@@ -5,7 +5,7 @@
 use crate::client::{decode_response, encode_frame, read_frame, topic_name_of};
 use crate::encode::{BatchBuilder, Codec};
 use crate::keys::{KeySampler, Rng};
-use crate::stats::{thread_cpu_seconds, Clock, CpuBook, HistPair, Stats};
+use crate::stats::{thread_cpu_ns, thread_cpu_seconds, Clock, CpuBook, HistPair, Stats};
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::ProduceRequest;
@@ -100,6 +100,7 @@ pub fn spawn(
                 let mut w = Writer::new(cfg, stream, version, sh.clone(), stats, tx, inflight, dead);
                 w.run();
                 sh.cpu.encode_ns.fetch_add(w.encode_ns, Ordering::Relaxed);
+                sh.cpu.generated.fetch_add(w.generated, Ordering::Relaxed);
                 sh.cpu.add("producer_writer", thread_cpu_seconds());
             })
             .expect("spawn producer writer")
@@ -201,6 +202,7 @@ struct Writer {
     corr: i32,
     remaining: u64,
     encode_ns: u64,
+    generated: u64,
     pool_off: usize,
 }
 
@@ -244,6 +246,7 @@ impl Writer {
             corr: 0,
             remaining,
             encode_ns: 0,
+            generated: 0,
             pool_off: 0,
         }
     }
@@ -306,6 +309,7 @@ impl Writer {
         let key = key_id.map(|k| self.cfg.keys[k].as_slice());
         self.accs[i].push(ts_ms, key, &pool[off..off + size], now);
         self.remaining -= 1;
+        self.generated += 1;
         if let Some(n) = self.cfg.batch_records {
             if self.accs[i].count() as usize >= n {
                 self.seal(i);
@@ -408,7 +412,7 @@ impl Writer {
                 break;
             }
             let now = Instant::now();
-            let t0 = now;
+            let t0 = thread_cpu_ns();
             if self.remaining > 0 && !stopping {
                 if interval_ns == 0.0 {
                     let ts = clock.unix_us(now) / 1000;
@@ -444,7 +448,7 @@ impl Writer {
                     }
                 }
             }
-            self.encode_ns += t0.elapsed().as_nanos() as u64;
+            self.encode_ns += thread_cpu_ns().saturating_sub(t0);
             if !self.ready.is_empty() && self.can_send() {
                 self.send();
                 continue;

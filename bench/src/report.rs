@@ -144,7 +144,7 @@ pub fn table(report: &Value) -> String {
     ));
     if !report["encode_secs"].is_null() {
         out.push_str(&format!(
-            "batch generation + encoding: {} s wall in writer threads ({} ns/record)\n",
+            "record generation + batch encoding: {} CPU s in writer threads ({} ns/record)\n",
             fmt_num(f(&report["encode_secs"]), 3),
             fmt_num(f(&report["encode_ns_per_record"]), 1)
         ));

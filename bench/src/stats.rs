@@ -163,6 +163,18 @@ pub fn process_cpu_seconds() -> f64 {
     cpu_seconds(libc::RUSAGE_SELF)
 }
 
+/// This thread's CPU time in nanoseconds (CLOCK_THREAD_CPUTIME_ID).
+pub fn thread_cpu_ns() -> u64 {
+    // SAFETY: clock_gettime only writes into the struct we pass.
+    unsafe {
+        let mut ts: libc::timespec = std::mem::zeroed();
+        if libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) != 0 {
+            return 0;
+        }
+        ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    }
+}
+
 pub fn thread_cpu_seconds() -> f64 {
     cpu_seconds(libc::RUSAGE_THREAD)
 }
@@ -171,8 +183,10 @@ pub fn thread_cpu_seconds() -> f64 {
 #[derive(Default)]
 pub struct CpuBook {
     by_role: Mutex<BTreeMap<&'static str, f64>>,
-    /// Wall nanoseconds producer writers spent generating and sealing batches.
+    /// CPU nanoseconds producer writers spent generating records and sealing batches.
     pub encode_ns: AtomicU64,
+    /// Records the producer writers generated.
+    pub generated: AtomicU64,
 }
 
 impl CpuBook {

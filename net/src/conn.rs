@@ -135,9 +135,15 @@ async fn read_loop(
 
 /// A request frame, checked and with its header decoded.
 pub enum Parsed {
-    Request { api_key: ApiKey, header: RequestHeader, body: Bytes },
+    Request {
+        api_key: ApiKey,
+        header: RequestHeader,
+        body: Bytes,
+    },
     /// ApiVersions at a version we do not serve: answered per KIP-511.
-    UnsupportedApiVersions { correlation_id: i32 },
+    UnsupportedApiVersions {
+        correlation_id: i32,
+    },
 }
 
 /// Checks a frame (without its length prefix) and decodes its header.

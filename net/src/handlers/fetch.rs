@@ -42,12 +42,20 @@ pub async fn handle(shard: &Rc<Shard>, req: FetchRequest, version: i16) -> Fetch
     let max_bytes = if version >= 3 { req.max_bytes.max(0) as usize } else { usize::MAX };
 
     // Group partitions by owner; remember the request order for the answer.
-    let mut order: Vec<(String, Vec<i32>)> = Vec::new();
+    let mut order: Vec<(String, uuid::Uuid, Vec<i32>)> = Vec::new();
     let mut by_owner: Vec<(ShardId, Vec<PartRead>)> = Vec::new();
     let mut unknown: Vec<(String, i32)> = Vec::new();
+    // v13+ names topics by id only (KIP-516).
+    let unknown_error =
+        if version >= 13 { ResponseError::UnknownTopicId } else { ResponseError::UnknownTopicOrPartition };
     for t in &req.topics {
-        let name = t.topic.0.to_string();
-        let meta = img.topic(&name);
+        let meta = if version >= 13 { img.topic_by_id(t.topic_id.as_bytes()) } else { img.topic(t.topic.0.as_str()) };
+        // Unknown ids get a key no topic name can have ('/' is not allowed).
+        let name = match (version >= 13, meta) {
+            (true, Some(m)) => m.name.clone(),
+            (true, None) => format!("/{}", t.topic_id),
+            (false, _) => t.topic.0.to_string(),
+        };
         let mut parts = Vec::new();
         for p in &t.partitions {
             parts.push(p.partition);
@@ -68,7 +76,7 @@ pub async fn handle(shard: &Rc<Shard>, req: FetchRequest, version: i16) -> Fetch
                 _ => unknown.push((name.clone(), p.partition)),
             }
         }
-        order.push((name, parts));
+        order.push((name, t.topic_id, parts));
     }
 
     let mut results: Vec<((String, i32), PartResult)> = Vec::new();
@@ -121,8 +129,13 @@ pub async fn handle(shard: &Rc<Shard>, req: FetchRequest, version: i16) -> Fetch
     let mut budget = max_bytes;
     let mut first = true;
     let mut topics = Vec::new();
-    for (name, parts) in order {
-        let mut tr = FetchableTopicResponse::default().with_topic(TopicName(super::str_bytes(&name)));
+    for (name, topic_id, parts) in order {
+        let mut tr = FetchableTopicResponse::default();
+        if version >= 13 {
+            tr = tr.with_topic_id(topic_id);
+        } else {
+            tr = tr.with_topic(TopicName(super::str_bytes(&name)));
+        }
         for p in parts {
             let mut pd = PartitionData::default()
                 .with_partition_index(p)
@@ -131,7 +144,7 @@ pub async fn handle(shard: &Rc<Shard>, req: FetchRequest, version: i16) -> Fetch
                 .with_log_start_offset(-1)
                 .with_preferred_read_replica(BrokerId(-1));
             if unknown.iter().any(|(t, q)| *t == name && *q == p) {
-                pd = pd.with_error_code(ResponseError::UnknownTopicOrPartition.code()).with_records(Some(Bytes::new()));
+                pd = pd.with_error_code(unknown_error.code()).with_records(Some(Bytes::new()));
             } else if let Some(i) = results.iter().position(|((t, q), _)| *t == name && *q == p) {
                 let (_, r) = results.swap_remove(i);
                 let mut records = r.records;

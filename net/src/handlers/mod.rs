@@ -25,7 +25,7 @@ use crate::shard::Shard;
 /// (api, min version, max version) we serve.
 pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Produce, 3, 12),
-    (ApiKey::Fetch, 4, 12),
+    (ApiKey::Fetch, 4, 16),
     (ApiKey::ListOffsets, 1, 7),
     (ApiKey::Metadata, 0, 12),
     (ApiKey::ApiVersions, 0, 3),
