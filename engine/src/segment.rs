@@ -153,12 +153,17 @@ impl<F: SegmentFile> Segment<F> {
         Ok(())
     }
 
-    /// Rewrites both index files whole (after recovery trimmed them).
+    /// Rewrites both index files whole if recovery changed them. Unchanged
+    /// files (the common case: every sealed segment) are not rewritten, so a
+    /// restart does not write in proportion to the data.
     fn rewrite_indexes(&mut self) -> Result<(), EngineError> {
         for (p, data) in [
             (index_path(&self.dir, self.base_offset), self.index.encode()),
             (time_index_path(&self.dir, self.base_offset), self.time_index.encode()),
         ] {
+            if std::fs::read(&p).map(|old| old == data).unwrap_or(false) {
+                continue;
+            }
             let mut f = File::create(&p).map_err(|e| io_err("create index", &p, e))?;
             f.write_all(&data).map_err(|e| io_err("write index", &p, e))?;
         }

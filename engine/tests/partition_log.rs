@@ -132,8 +132,9 @@ fn torn_tail_of_every_length_is_truncated_on_recovery() {
             let dir = base.path().join(format!("cut{cut}"));
             std::fs::create_dir_all(&dir).unwrap();
             let mut torn = seg[..cut].to_vec();
-            // A torn write may also leave zeros behind the cut.
-            torn.extend(std::iter::repeat_n(0u8, 100));
+            // A torn write leaves stale bytes behind the cut. (Not zeros: the
+            // last byte of a batch is often 0, so zeros could complete it.)
+            torn.extend(std::iter::repeat_n(0xEEu8, 100));
             std::fs::write(dir.join("00000000000000000000.log"), &torn).unwrap();
             let log = open(&dir, cfg.clone()).await;
             assert_eq!(log.borrow().next_offset(), 8, "cut at {cut}: only the two whole batches survive");
