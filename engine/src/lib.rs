@@ -11,6 +11,7 @@ pub mod index;
 pub mod io;
 pub mod log;
 pub mod notify;
+pub mod producer_state;
 pub mod recovery;
 pub mod segment;
 
@@ -29,6 +30,8 @@ pub enum EngineError {
     Poisoned(String),
     #[error(transparent)]
     Config(#[from] config::ConfigError),
+    #[error(transparent)]
+    Producer(#[from] producer_state::ProducerError),
 }
 
 /// Milliseconds since the Unix epoch (wall clock, as Kafka timestamps are).

@@ -28,6 +28,7 @@ use crate::batch::{self, BatchHeader};
 use crate::config::{FlushPolicy, LogConfig, TimestampType};
 use crate::io::{align_down, align_up, IoBuf, SegmentFile, SegmentStorage, IO_ALIGN};
 use crate::notify::{Doorbell, OffsetWatch};
+use crate::producer_state::{last_sequence, BatchMeta, ProducerStateMap, SequenceCheck};
 use crate::segment::{log_path, Segment};
 use crate::EngineError;
 
@@ -54,6 +55,9 @@ pub struct AppendInfo {
     pub last_offset: i64,
     /// Broker time stamped on LogAppendTime topics, else -1.
     pub log_append_time_ms: i64,
+    /// The batch was a producer retry already in the log: nothing appended,
+    /// the offsets are the original ones.
+    pub duplicate: bool,
 }
 
 /// Result of a read: whole batches, at most about `max_bytes` (but always at
@@ -100,6 +104,10 @@ pub struct PartitionLog<S: SegmentStorage> {
     preallocated_to: u64,
     poisoned: Option<String>,
     flushing: bool,
+    /// Idempotent-producer state including queued batches (checked on append).
+    producers: ProducerStateMap,
+    /// The same, as of `written_offset`: what a snapshot at a roll holds.
+    producers_written: ProducerStateMap,
     last_sync_ms: i64,
     /// Everything below is fdatasync'ed.
     pub durable: OffsetWatch,
@@ -162,7 +170,7 @@ impl<S: SegmentStorage + Clone> PartitionLog<S> {
         let active = segments.values().next_back().expect("one segment at least");
         let carry = active.read_tail_block().await?;
         let preallocated_to = align_up(active.size);
-        Ok(PartitionLog {
+        let log = std::cell::RefCell::new(PartitionLog {
             storage,
             dir: dir.to_path_buf(),
             config,
@@ -178,11 +186,68 @@ impl<S: SegmentStorage + Clone> PartitionLog<S> {
             preallocated_to,
             poisoned: None,
             flushing: false,
+            producers: ProducerStateMap::default(),
+            producers_written: ProducerStateMap::default(),
             last_sync_ms: 0,
             durable: OffsetWatch::new(next_offset),
             high_watermark: OffsetWatch::new(next_offset),
             flush_bell: Doorbell::default(),
-        })
+        });
+        Self::rebuild_producer_state(&log).await?;
+        Ok(log.into_inner())
+    }
+
+    /// Rebuilds idempotent-producer state: the newest usable snapshot, then
+    /// the headers of every batch after it. Snapshots are taken at each roll,
+    /// so the scan covers at most the active segment.
+    async fn rebuild_producer_state(this: &std::cell::RefCell<Self>) -> Result<(), EngineError> {
+        let (dir, start, end) = {
+            let s = this.borrow();
+            (s.dir.clone(), s.log_start_offset, s.next_offset)
+        };
+        let mut snapshots = list_snapshots(&dir);
+        snapshots.sort_unstable_by(|a, b| b.cmp(a));
+        let mut map = ProducerStateMap::default();
+        let mut from = start;
+        for off in snapshots {
+            if off > end {
+                // Taken before a torn tail was truncated away: stale.
+                let _ = std::fs::remove_file(snapshot_path(&dir, off));
+                continue;
+            }
+            if let Some(m) = std::fs::read(snapshot_path(&dir, off)).ok().and_then(|b| ProducerStateMap::decode(&b)) {
+                map = m;
+                from = off.max(start);
+                break;
+            }
+        }
+        let mut offset = from;
+        while offset < end {
+            let r = Self::read_disk(this, offset, 1 << 20).await?;
+            if r.chunks.is_empty() {
+                break;
+            }
+            let data = r.into_bytes();
+            let mut at = 0;
+            while at + batch::BATCH_HEADER_LEN <= data.len() {
+                let h = BatchHeader::parse(&data[at..]).map_err(EngineError::Batch)?;
+                if h.last_offset() >= offset {
+                    record_header(&mut map, &h, h.max_timestamp);
+                    offset = h.last_offset() + 1;
+                }
+                at += h.total_len();
+            }
+        }
+        let mut s = this.borrow_mut();
+        s.producers_written = map.clone();
+        s.producers = map;
+        Ok(())
+    }
+
+    /// Forgets producers idle longer than `producer.id.expiration.ms`.
+    pub fn expire_producers(&mut self, now_ms: i64, expiration_ms: i64) -> usize {
+        self.producers_written.expire(now_ms, expiration_ms);
+        self.producers.expire(now_ms, expiration_ms)
     }
 
     pub fn config(&self) -> &LogConfig {
@@ -232,6 +297,18 @@ impl<S: SegmentStorage + Clone> PartitionLog<S> {
         assert_eq!(raw.len(), header.total_len(), "caller passes exactly one batch");
         let base = self.next_offset;
         let count = header.last_offset_delta as i64 + 1;
+        let last_seq = last_sequence(header.base_sequence, header.record_count);
+        match self.producers.check(header.producer_id, header.producer_epoch, header.base_sequence, last_seq)? {
+            SequenceCheck::Append => {}
+            SequenceCheck::Duplicate { first_offset, last_offset } => {
+                return Ok(AppendInfo {
+                    base_offset: first_offset,
+                    last_offset,
+                    log_append_time_ms: -1,
+                    duplicate: true,
+                });
+            }
+        }
         batch::stamp_offsets(&mut raw, base, self.leader_epoch);
         let mut log_append_time_ms = -1;
         let mut max_ts = header.max_timestamp;
@@ -241,6 +318,8 @@ impl<S: SegmentStorage + Clone> PartitionLog<S> {
             max_ts = now_ms;
         }
         let last = base + count - 1;
+        let meta = BatchMeta { first_seq: header.base_sequence, last_seq, first_offset: base, last_offset: last };
+        self.producers.record(header.producer_id, header.producer_epoch, meta, now_ms);
         let bytes = raw.freeze();
         self.recent_bytes += bytes.len();
         self.recent.push_back(CachedBatch { base_offset: base, last_offset: last, max_timestamp: max_ts, bytes });
@@ -249,7 +328,7 @@ impl<S: SegmentStorage + Clone> PartitionLog<S> {
             self.high_watermark.advance(self.next_offset);
         }
         self.flush_bell.ring();
-        Ok(AppendInfo { base_offset: base, last_offset: last, log_append_time_ms })
+        Ok(AppendInfo { base_offset: base, last_offset: last, log_append_time_ms, duplicate: false })
     }
 
     /// True if the flusher has something to do now under the flush policy.
@@ -299,16 +378,29 @@ impl<S: SegmentStorage + Clone> PartitionLog<S> {
             let s = this.borrow();
             (s.storage_clone(), s.dir.clone(), s.written_offset, PREALLOCATE_STEP.min(s.config.segment_bytes))
         };
-        // Seal the active segment. Only the flusher touches it, so taking it
-        // out of the map briefly is safe; readers use the Rc'd file.
-        let mut active = {
-            let mut s = this.borrow_mut();
-            let k = *s.segments.keys().next_back().expect("active");
-            s.segments.remove(&k).expect("active")
+        // Seal the active segment: cut to size and sync through its Rc'd
+        // file, so the segment stays visible to readers meanwhile.
+        let (file, size) = {
+            let s = this.borrow();
+            let active = s.segments.values().next_back().expect("active");
+            (active.file.clone(), active.size)
         };
-        let sealed = active.seal().await;
-        this.borrow_mut().segments.insert(active.base_offset, active);
-        sealed?;
+        let path = file.path().to_path_buf();
+        file.truncate(size).await.map_err(|e| EngineError::Io {
+            op: "truncate on seal",
+            path: path.clone(),
+            source: e,
+        })?;
+        file.sync_data().await.map_err(|e| EngineError::Io { op: "fdatasync on seal", path, source: e })?;
+        {
+            let mut s = this.borrow_mut();
+            let active = s.segments.values_mut().next_back().expect("active");
+            active.persist_index_tail()?;
+            active.sealed = true;
+            // Everything below `base` is written: snapshot the producer state
+            // so recovery never has to scan older segments for it.
+            write_producer_snapshot(&s.dir, base, &s.producers_written)?;
+        }
         let seg = Segment::create(&storage, &dir, base, step).await?;
         let mut s = this.borrow_mut();
         s.segments.insert(base, seg);
@@ -417,12 +509,14 @@ impl<S: SegmentStorage + Clone> PartitionLog<S> {
             let interval = s.config.index_interval_bytes;
             let active_base = *s.segments.keys().next_back().expect("active");
             let old_carry = std::mem::take(&mut s.carry);
+            let mut written_headers = Vec::with_capacity(batches.len());
             let tail = {
                 let seg = s.segments.get_mut(&active_base).expect("active");
                 for b in &batches {
                     let h = BatchHeader::parse(&b.bytes).expect("queued batches were validated");
                     let pos = seg.size;
                     seg.note_batch(pos, &h, interval, now_ms);
+                    written_headers.push(h);
                 }
                 // New carry: the bytes of the last partial block.
                 let keep = (seg.size - align_down(seg.size)) as usize;
@@ -430,6 +524,9 @@ impl<S: SegmentStorage + Clone> PartitionLog<S> {
             };
             s.carry = tail;
             s.written_offset = batches.last().expect("non-empty").last_offset + 1;
+            for h in &written_headers {
+                record_header(&mut s.producers_written, h, now_ms);
+            }
             let seg = s.segments.get_mut(&active_base).expect("active");
             seg.persist_index_tail()?;
             s.evict_cache();
@@ -728,6 +825,10 @@ impl<S: SegmentStorage + Clone> PartitionLog<S> {
         for seg in s.segments.values_mut() {
             seg.persist_index_tail()?;
         }
+        // Everything is written: the next start needs no producer-state scan.
+        if s.written_offset == s.next_offset {
+            write_producer_snapshot(&s.dir, s.next_offset, &s.producers_written)?;
+        }
         s.flush_bell.close();
         Ok(())
     }
@@ -785,3 +886,51 @@ fn buf_len(batches: &[CachedBatch], carry: usize) -> usize {
 
 const _: () = assert!((MAX_WRITE_BYTES as u64).is_multiple_of(IO_ALIGN));
 const _: () = assert!(PREALLOCATE_STEP.is_multiple_of(IO_ALIGN));
+
+fn record_header(map: &mut ProducerStateMap, h: &BatchHeader, now_ms: i64) {
+    let meta = BatchMeta {
+        first_seq: h.base_sequence,
+        last_seq: last_sequence(h.base_sequence, h.record_count),
+        first_offset: h.base_offset,
+        last_offset: h.last_offset(),
+    };
+    map.record(h.producer_id, h.producer_epoch, meta, now_ms);
+}
+
+fn snapshot_path(dir: &Path, offset: i64) -> PathBuf {
+    dir.join(format!("{offset:020}.snapshot"))
+}
+
+/// Writes the producer state as of `offset` and keeps the two newest
+/// snapshots. Page cache only: a lost snapshot means a longer scan, not
+/// lost state.
+fn write_producer_snapshot(dir: &Path, offset: i64, map: &ProducerStateMap) -> Result<(), EngineError> {
+    let path = snapshot_path(dir, offset);
+    let tmp = path.with_extension("snapshot.tmp");
+    std::fs::write(&tmp, map.encode()).map_err(|e| EngineError::Io {
+        op: "write producer snapshot",
+        path: tmp.clone(),
+        source: e,
+    })?;
+    std::fs::rename(&tmp, &path).map_err(|e| EngineError::Io {
+        op: "rename producer snapshot",
+        path: path.clone(),
+        source: e,
+    })?;
+    let mut all = list_snapshots(dir);
+    all.sort_unstable();
+    while all.len() > 2 {
+        let old = all.remove(0);
+        let _ = std::fs::remove_file(snapshot_path(dir, old));
+    }
+    Ok(())
+}
+
+fn list_snapshots(dir: &Path) -> Vec<i64> {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.strip_suffix(".snapshot")?.parse::<i64>().ok())
+        .collect()
+}

@@ -43,6 +43,9 @@ pub struct MetadataImage {
     /// Incremented by every change.
     pub version: u64,
     pub topics: BTreeMap<String, TopicMeta>,
+    /// Producer ids below this have been handed out (in blocks).
+    #[serde(default)]
+    pub next_producer_id: i64,
 }
 
 impl MetadataImage {
@@ -74,6 +77,10 @@ pub enum MetadataChange {
     SetTopicConfigs {
         name: String,
         configs: BTreeMap<String, String>,
+    },
+    /// Reserves `count` producer ids starting at the image's `next_producer_id`.
+    AllocateProducerIds {
+        count: i64,
     },
 }
 
@@ -161,6 +168,12 @@ pub fn apply_change(
             }
             t.configs = configs.clone();
         }
+        MetadataChange::AllocateProducerIds { count } => {
+            if *count < 1 || next.next_producer_id.checked_add(*count).is_none() {
+                return Err((ResponseError::UnknownServerError, "producer id space exhausted".into()));
+            }
+            next.next_producer_id += count;
+        }
     }
     next.version += 1;
     Ok(next)
@@ -183,7 +196,12 @@ impl MetadataStore {
                 std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {e}", path.display()))
             })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let img = MetadataImage { cluster_id: new_cluster_id(), version: 0, topics: BTreeMap::new() };
+                let img = MetadataImage {
+                    cluster_id: new_cluster_id(),
+                    version: 0,
+                    topics: BTreeMap::new(),
+                    next_producer_id: 0,
+                };
                 write_atomic(&path, &serde_json::to_vec_pretty(&img).expect("serializable"))?;
                 img
             }

@@ -6,6 +6,7 @@
 //! that far (so no cross-shard call can arrive any more); then flushes,
 //! syncs and closes its partitions, and its executor ends.
 
+use std::cell::Cell;
 use std::path::Path;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -120,6 +121,7 @@ async fn shard_main(
         shutdown: common.shutdown.clone(),
         connections: Default::default(),
         inflight: Default::default(),
+        producer_id_block: Cell::new((0, 0)),
     });
     for rx in receivers {
         glommio::spawn_local(serve_peer(shard.clone(), rx)).detach();

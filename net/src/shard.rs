@@ -56,6 +56,8 @@ pub struct Shard {
     pub connections: Cell<usize>,
     /// Requests being handled on this shard's connections (for shutdown).
     pub inflight: Cell<usize>,
+    /// Controller only: producer ids reserved in metadata, [next, end).
+    pub producer_id_block: Cell<(i64, i64)>,
 }
 
 /// The controller's shard.

@@ -294,9 +294,10 @@ def encode_record(offset_delta: int, timestamp_delta: int, key: Optional[bytes],
 
 def record_batch(records: Sequence[Tuple[Optional[bytes], Optional[bytes]]],
                  base_timestamp: Optional[int] = None, base_offset: int = 0,
-                 headers: Sequence[Tuple[str, Optional[bytes]]] = ()) -> bytes:
-    """Uncompressed magic-2 batch of (key, value) records, non-transactional,
-    no producer id; CRC-32C over attributes..end."""
+                 headers: Sequence[Tuple[str, Optional[bytes]]] = (),
+                 producer_id: int = -1, producer_epoch: int = -1, base_sequence: int = -1) -> bytes:
+    """Uncompressed magic-2 batch of (key, value) records, non-transactional;
+    idempotent when producer_id >= 0. CRC-32C over attributes..end."""
     if base_timestamp is None:
         base_timestamp = int(time.time() * 1000)
     recs = b"".join(encode_record(i, 0, k, v, headers) for i, (k, v) in enumerate(records))
@@ -305,9 +306,9 @@ def record_batch(records: Sequence[Tuple[Optional[bytes], Optional[bytes]]],
         + i32(len(records) - 1)      # lastOffsetDelta
         + i64(base_timestamp)        # baseTimestamp
         + i64(base_timestamp)        # maxTimestamp
-        + i64(-1)                    # producerId
-        + i16(-1)                    # producerEpoch
-        + i32(-1)                    # baseSequence
+        + i64(producer_id)           # producerId
+        + i16(producer_epoch)        # producerEpoch
+        + i32(base_sequence)         # baseSequence
         + i32(len(records))          # records count
         + recs
     )
@@ -381,3 +382,18 @@ def produce_v3(host: str, port: int, topic: str, partition: int, records: bytes,
         cid = 77
         r = roundtrip(s, produce_v3_request(cid, topic, partition, records, acks=acks), cid)
         return parse_produce_v3_response(r)
+
+
+API_INIT_PRODUCER_ID = 22
+
+
+def init_producer_id(host: str, port: int, timeout: float = 10.0) -> Tuple[int, int, int]:
+    """InitProducerId v0 for an idempotent (non-transactional) producer:
+    returns (error_code, producer_id, producer_epoch)."""
+    with connect(host, port, timeout) as s:
+        cid = 91
+        req = request_header_v1(API_INIT_PRODUCER_ID, 0, cid) + string(None) + i32(60000)
+        r = roundtrip(s, req, cid)
+        r.i32()  # throttle_time_ms
+        err = r.i16()
+        return err, r.i64(), r.i16()

@@ -12,6 +12,7 @@ pub mod fetch;
 pub mod list_offsets;
 pub mod metadata;
 pub mod produce;
+pub mod producer_ids;
 pub mod topics;
 
 use std::rc::Rc;
@@ -38,6 +39,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DescribeCluster, 0, 1),
+    (ApiKey::InitProducerId, 0, 4),
 ];
 
 pub fn supported_versions(key: ApiKey) -> Option<(i16, i16)> {
@@ -91,6 +93,7 @@ pub fn decode_only(api_key: ApiKey, version: i16, mut body: Bytes) -> anyhow::Re
         ApiKey::CreatePartitions => d!(CreatePartitionsRequest),
         ApiKey::IncrementalAlterConfigs => d!(IncrementalAlterConfigsRequest),
         ApiKey::DescribeCluster => d!(DescribeClusterRequest),
+        ApiKey::InitProducerId => d!(InitProducerIdRequest),
         other => anyhow::bail!("{other:?} is not supported"),
     }
     Ok(())
@@ -133,6 +136,7 @@ pub async fn handle(shard: &Rc<Shard>, api_key: ApiKey, header: &RequestHeader, 
         ApiKey::DescribeCluster => simple!(DescribeClusterRequest, cluster::describe_cluster),
         ApiKey::OffsetForLeaderEpoch => simple!(OffsetForLeaderEpochRequest, cluster::offset_for_leader_epoch),
         ApiKey::DeleteRecords => simple!(DeleteRecordsRequest, cluster::delete_records),
+        ApiKey::InitProducerId => simple!(InitProducerIdRequest, producer_ids::handle),
         other => anyhow::bail!("{other:?} is not supported"),
     }
 }

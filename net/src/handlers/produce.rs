@@ -14,6 +14,8 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
 use kafka_protocol::ResponseError;
 use ringbroker_engine::batch::{split_record_set, BatchError, BatchHeader};
 use ringbroker_engine::now_ms;
+use ringbroker_engine::producer_state::ProducerError;
+use ringbroker_engine::EngineError;
 use ringbroker_replication::{commit_wait, Acks, CommitWait};
 
 use crate::shard::Shard;
@@ -162,6 +164,12 @@ pub async fn append_local(
                     first.get_or_insert(info.base_offset);
                     last = info.last_offset;
                     append_time = info.log_append_time_ms;
+                }
+                Err(EngineError::Producer(ProducerError::OutOfOrderSequence { .. })) if first.is_none() => {
+                    return PartitionOutcome::err(ResponseError::OutOfOrderSequenceNumber, None)
+                }
+                Err(EngineError::Producer(ProducerError::InvalidProducerEpoch { .. })) if first.is_none() => {
+                    return PartitionOutcome::err(ResponseError::InvalidProducerEpoch, None)
                 }
                 Err(e) => return PartitionOutcome::err(ResponseError::KafkaStorageError, Some(e.to_string())),
             }
