@@ -34,7 +34,11 @@ use crate::EngineError;
 
 /// Largest single direct-I/O write issued by the flusher.
 const MAX_WRITE_BYTES: usize = 4 << 20;
-/// Preallocation step of the active segment.
+/// Preallocation of the active segment grows with it: a new segment reserves
+/// the minimum, and each step reserves as much again as is written, up to the
+/// maximum. Thousands of idle partitions then cost little disk, and a busy
+/// one reserves in large steps.
+const PREALLOCATE_MIN: u64 = 1 << 20;
 const PREALLOCATE_STEP: u64 = 64 << 20;
 /// File holding the log start offset moved by DeleteRecords or retention.
 const LOG_START_FILE: &str = "log-start-offset";
@@ -164,7 +168,7 @@ impl<S: SegmentStorage + Clone> PartitionLog<S> {
         let first_base = segments.keys().next().copied().unwrap_or(next_offset);
         let log_start_offset = checkpoint_start.unwrap_or(first_base).max(first_base).min(next_offset);
         if segments.is_empty() {
-            let seg = Segment::create(&storage, dir, next_offset, PREALLOCATE_STEP.min(config.segment_bytes)).await?;
+            let seg = Segment::create(&storage, dir, next_offset, PREALLOCATE_MIN.min(config.segment_bytes)).await?;
             segments.insert(next_offset, seg);
         }
         let active = segments.values().next_back().expect("one segment at least");
@@ -285,7 +289,8 @@ impl<S: SegmentStorage + Clone> PartitionLog<S> {
         self.segments.len()
     }
     fn unwritten_bytes(&self) -> usize {
-        self.recent.iter().filter(|b| b.base_offset >= self.written_offset).map(|b| b.bytes.len()).sum()
+        let first_unwritten = self.recent.partition_point(|b| b.base_offset < self.written_offset);
+        self.recent.range(first_unwritten..).map(|b| b.bytes.len()).sum()
     }
 
     /// Appends one validated batch (its header parsed by the caller), assigning
@@ -376,7 +381,7 @@ impl<S: SegmentStorage + Clone> PartitionLog<S> {
         let _ = now_ms;
         let (storage, dir, base, step) = {
             let s = this.borrow();
-            (s.storage_clone(), s.dir.clone(), s.written_offset, PREALLOCATE_STEP.min(s.config.segment_bytes))
+            (s.storage_clone(), s.dir.clone(), s.written_offset, PREALLOCATE_MIN.min(s.config.segment_bytes))
         };
         // Seal the active segment: cut to size and sync through its Rc'd
         // file, so the segment stays visible to readers meanwhile.
@@ -436,8 +441,9 @@ impl<S: SegmentStorage + Clone> PartitionLog<S> {
             // Gather a run of queued batches that fit in the active segment.
             let (file, write_pos, buf, batches, roll_first) = {
                 let s = this.borrow();
-                let pending: Vec<CachedBatch> =
-                    s.recent.iter().filter(|b| b.base_offset >= s.written_offset).cloned().collect();
+                // `recent` is in offset order: unwritten batches are its tail.
+                let first_unwritten = s.recent.partition_point(|b| b.base_offset < s.written_offset);
+                let pending: Vec<CachedBatch> = s.recent.range(first_unwritten..).cloned().collect();
                 if pending.is_empty() {
                     break;
                 }
@@ -487,7 +493,8 @@ impl<S: SegmentStorage + Clone> PartitionLog<S> {
             let prealloc = {
                 let s = this.borrow();
                 if end > s.preallocated_to {
-                    Some((s.preallocated_to + PREALLOCATE_STEP).max(end).min(s.config.segment_bytes.max(end)))
+                    let step = s.preallocated_to.clamp(PREALLOCATE_MIN, PREALLOCATE_STEP);
+                    Some((s.preallocated_to + step).max(end).min(s.config.segment_bytes.max(end)))
                 } else {
                     None
                 }
@@ -885,7 +892,8 @@ fn buf_len(batches: &[CachedBatch], carry: usize) -> usize {
 }
 
 const _: () = assert!((MAX_WRITE_BYTES as u64).is_multiple_of(IO_ALIGN));
-const _: () = assert!(PREALLOCATE_STEP.is_multiple_of(IO_ALIGN));
+const _: () = assert!(PREALLOCATE_STEP.is_multiple_of(IO_ALIGN) && PREALLOCATE_MIN.is_multiple_of(IO_ALIGN));
+const _: () = assert!(PREALLOCATE_MIN <= PREALLOCATE_STEP);
 
 fn record_header(map: &mut ProducerStateMap, h: &BatchHeader, now_ms: i64) {
     let meta = BatchMeta {

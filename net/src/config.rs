@@ -49,6 +49,9 @@ pub struct BrokerSection {
     pub shutdown_grace_secs: u64,
     /// Kafka `log.retention.check.interval.ms`.
     pub retention_check_interval_ms: u64,
+    /// Kafka `producer.id.expiration.ms`: idempotent-producer state of a
+    /// producer idle this long is forgotten.
+    pub producer_id_expiration_ms: i64,
 }
 
 impl Default for BrokerSection {
@@ -65,6 +68,7 @@ impl Default for BrokerSection {
             default_replication_factor: 1,
             shutdown_grace_secs: 10,
             retention_check_interval_ms: 300_000,
+            producer_id_expiration_ms: 86_400_000,
         }
     }
 }
@@ -240,6 +244,7 @@ impl BrokerConfig {
         check("broker.default_replication_factor", broker.default_replication_factor, 1, 1)?;
         check("broker.shutdown_grace_secs", broker.shutdown_grace_secs, 0, 3600)?;
         check("broker.retention_check_interval_ms", broker.retention_check_interval_ms, 100, 86_400_000)?;
+        check("broker.producer_id_expiration_ms", broker.producer_id_expiration_ms, 1, i64::MAX)?;
 
         let mut topic_defaults = BTreeMap::new();
         for (k, v) in &file.topic_defaults {

@@ -211,6 +211,10 @@ impl Shard {
                         tracing::error!(topic = %h.topic, partition = h.partition, error = %e, "time-based roll");
                     }
                 }
+                let expired = h.log.borrow_mut().expire_producers(now, self.config.broker.producer_id_expiration_ms);
+                if expired > 0 {
+                    tracing::debug!(topic = %h.topic, partition = h.partition, producers = expired, "expired idle producer state");
+                }
                 let r = h.log.borrow_mut().apply_retention(now);
                 match r {
                     Ok(n) if n > 0 => {
