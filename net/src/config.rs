@@ -52,6 +52,15 @@ pub struct BrokerSection {
     /// Kafka `producer.id.expiration.ms`: idempotent-producer state of a
     /// producer idle this long is forgotten.
     pub producer_id_expiration_ms: i64,
+    /// Kafka `group.min.session.timeout.ms`.
+    pub group_min_session_timeout_ms: i32,
+    /// Kafka `group.max.session.timeout.ms`.
+    pub group_max_session_timeout_ms: i32,
+    /// Kafka `group.initial.rebalance.delay.ms`.
+    pub group_initial_rebalance_delay_ms: i32,
+    /// Kafka `offsets.retention.minutes`: committed offsets of an empty group
+    /// are deleted after this long.
+    pub offsets_retention_minutes: i64,
 }
 
 impl Default for BrokerSection {
@@ -69,6 +78,10 @@ impl Default for BrokerSection {
             shutdown_grace_secs: 10,
             retention_check_interval_ms: 300_000,
             producer_id_expiration_ms: 86_400_000,
+            group_min_session_timeout_ms: 6000,
+            group_max_session_timeout_ms: 1_800_000,
+            group_initial_rebalance_delay_ms: 3000,
+            offsets_retention_minutes: 10080,
         }
     }
 }
@@ -187,6 +200,16 @@ pub struct Overrides {
 }
 
 impl BrokerConfig {
+    /// The group coordinator's settings.
+    pub fn group_config(&self) -> ringbroker_groups::GroupConfig {
+        ringbroker_groups::GroupConfig {
+            min_session_timeout_ms: self.broker.group_min_session_timeout_ms,
+            max_session_timeout_ms: self.broker.group_max_session_timeout_ms,
+            initial_rebalance_delay_ms: self.broker.group_initial_rebalance_delay_ms,
+            ..Default::default()
+        }
+    }
+
     pub fn load(path: &Path, ov: &Overrides) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read { path: path.into(), source: e })?;
         Self::parse(&text, path, ov)
@@ -245,6 +268,15 @@ impl BrokerConfig {
         check("broker.shutdown_grace_secs", broker.shutdown_grace_secs, 0, 3600)?;
         check("broker.retention_check_interval_ms", broker.retention_check_interval_ms, 100, 86_400_000)?;
         check("broker.producer_id_expiration_ms", broker.producer_id_expiration_ms, 1, i64::MAX)?;
+        check("broker.group_min_session_timeout_ms", broker.group_min_session_timeout_ms, 1, i32::MAX)?;
+        check(
+            "broker.group_max_session_timeout_ms",
+            broker.group_max_session_timeout_ms,
+            broker.group_min_session_timeout_ms,
+            i32::MAX,
+        )?;
+        check("broker.group_initial_rebalance_delay_ms", broker.group_initial_rebalance_delay_ms, 0, 3_600_000)?;
+        check("broker.offsets_retention_minutes", broker.offsets_retention_minutes, 1, i64::MAX / 60_000)?;
 
         let mut topic_defaults = BTreeMap::new();
         for (k, v) in &file.topic_defaults {

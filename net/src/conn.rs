@@ -57,7 +57,8 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
         let _ = writer.close().await;
     });
 
-    let result = read_loop(&shard, reader, &tx).await;
+    let peer_ip = stream_peer_ip(&peer);
+    let result = read_loop(&shard, reader, &tx, peer_ip).await;
     if let Err(reason) = &result {
         match reason {
             Close::Io(_) => {}
@@ -78,6 +79,7 @@ async fn read_loop(
     shard: &Rc<Shard>,
     mut reader: futures::io::ReadHalf<TcpStream>,
     tx: &glommio::channels::local_channel::LocalSender<glommio::Task<Option<Bytes>>>,
+    peer_ip: String,
 ) -> Result<(), Close> {
     let max = shard.config.broker.socket_request_max_bytes as i64;
     loop {
@@ -111,10 +113,11 @@ async fn read_loop(
         };
         let started = Instant::now();
         let shard2 = shard.clone();
+        let peer_ip = peer_ip.clone();
         // Decode errors surface inside the task; the writer then closes.
         shard.inflight.set(shard.inflight.get() + 1);
         let task = glommio::spawn_local(async move {
-            let r = handlers::handle(&shard2, api_key, &header, frame).await;
+            let r = handlers::handle(&shard2, api_key, &header, frame, &peer_ip).await;
             shard2.inflight.set(shard2.inflight.get() - 1);
             shard2.metrics.record_request(api_key as i16, started.elapsed().as_micros() as u64);
             match r {
@@ -131,6 +134,11 @@ async fn read_loop(
             return Ok(());
         }
     }
+}
+
+/// "1.2.3.4:5678" -> "1.2.3.4" (IPv6 brackets dropped).
+fn stream_peer_ip(peer: &str) -> String {
+    peer.rsplit_once(':').map(|(h, _)| h.trim_matches(|c| c == '[' || c == ']').to_string()).unwrap_or_default()
 }
 
 /// A request frame, checked and with its header decoded.

@@ -4,6 +4,7 @@
 pub mod alloc_guard;
 pub mod config;
 pub mod conn;
+pub mod coordinator;
 pub mod handlers;
 pub mod metadata;
 pub mod metrics;

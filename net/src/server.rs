@@ -122,6 +122,7 @@ async fn shard_main(
         connections: Default::default(),
         inflight: Default::default(),
         producer_id_block: Cell::new((0, 0)),
+        coordinators: Default::default(),
     });
     for rx in receivers {
         glommio::spawn_local(serve_peer(shard.clone(), rx)).detach();
@@ -137,6 +138,23 @@ async fn shard_main(
         ms = started.elapsed().as_millis() as u64,
         "shard recovered its partitions"
     );
+    // The internal offsets topic exists before any client is served.
+    if id == 0 && shard.image().topic(crate::coordinator::OFFSETS_TOPIC).is_none() {
+        let mut configs = std::collections::BTreeMap::new();
+        configs.insert("cleanup.policy".to_string(), "compact".to_string());
+        // Kafka's offsets.topic.segment.bytes default.
+        configs.insert("segment.bytes".to_string(), "104857600".to_string());
+        let change = crate::metadata::MetadataChange::CreateTopic {
+            name: crate::coordinator::OFFSETS_TOPIC.to_string(),
+            partitions: crate::coordinator::OFFSETS_PARTITIONS,
+            replication_factor: 1,
+            configs,
+        };
+        shard
+            .change_metadata(change)
+            .await
+            .map_err(|(e, msg)| anyhow::anyhow!("creating {}: {e:?} {msg}", crate::coordinator::OFFSETS_TOPIC))?;
+    }
     common.ready.fetch_add(1, Ordering::SeqCst);
     while common.ready.load(Ordering::SeqCst) < n {
         glommio::timer::sleep(Duration::from_millis(2)).await;
@@ -152,6 +170,7 @@ async fn shard_main(
         }
     }
     glommio::spawn_local(shard.clone().housekeeping()).detach();
+    glommio::spawn_local(crate::coordinator::timer_loop(shard.clone())).detach();
 
     loop {
         if common.shutdown.load(Ordering::Relaxed) {

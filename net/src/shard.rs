@@ -58,6 +58,8 @@ pub struct Shard {
     pub inflight: Cell<usize>,
     /// Controller only: producer ids reserved in metadata, [next, end).
     pub producer_id_block: Cell<(i64, i64)>,
+    /// Group coordinators of the `__consumer_offsets` partitions owned here.
+    pub coordinators: RefCell<HashMap<i32, Rc<crate::coordinator::PartitionCoordinator>>>,
 }
 
 /// The controller's shard.
@@ -118,6 +120,11 @@ impl Shard {
             .map(|(k, _)| k.clone())
             .collect();
         for k in gone {
+            if k.0 == crate::coordinator::OFFSETS_TOPIC {
+                if let Some(c) = self.coordinators.borrow_mut().remove(&k.1) {
+                    c.unload();
+                }
+            }
             let h = self.partitions.borrow_mut().remove(&k).expect("present");
             h.log.borrow_mut().shutdown_deleted();
             let dir = h.log.borrow().dir().to_path_buf();
@@ -148,7 +155,13 @@ impl Shard {
                     });
                     self.partitions.borrow_mut().insert((topic, p), h.clone());
                     self.metrics.partitions.fetch_add(1, Ordering::Relaxed);
-                    glommio::spawn_local(flusher(self.clone(), h)).detach();
+                    glommio::spawn_local(flusher(self.clone(), h.clone())).detach();
+                    if h.topic == crate::coordinator::OFFSETS_TOPIC {
+                        let c = crate::coordinator::PartitionCoordinator::new(p, h, self.config.group_config());
+                        self.coordinators.borrow_mut().insert(p, c.clone());
+                        // Replay before the shard serves clients (install runs before accept).
+                        c.load().await;
+                    }
                 }
                 Err(e) => tracing::error!(topic, partition = p, error = %e, "cannot open partition"),
             }

@@ -9,6 +9,7 @@ pub mod api_versions;
 pub mod cluster;
 pub mod configs;
 pub mod fetch;
+pub mod groups;
 pub mod list_offsets;
 pub mod metadata;
 pub mod produce;
@@ -40,6 +41,17 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DescribeCluster, 0, 1),
     (ApiKey::InitProducerId, 0, 4),
+    (ApiKey::FindCoordinator, 0, 4),
+    (ApiKey::JoinGroup, 0, 9),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::OffsetCommit, 2, 8),
+    (ApiKey::OffsetFetch, 1, 8),
+    (ApiKey::OffsetDelete, 0, 0),
+    (ApiKey::ListGroups, 0, 5),
+    (ApiKey::DescribeGroups, 0, 5),
+    (ApiKey::DeleteGroups, 0, 2),
 ];
 
 pub fn supported_versions(key: ApiKey) -> Option<(i16, i16)> {
@@ -94,13 +106,31 @@ pub fn decode_only(api_key: ApiKey, version: i16, mut body: Bytes) -> anyhow::Re
         ApiKey::IncrementalAlterConfigs => d!(IncrementalAlterConfigsRequest),
         ApiKey::DescribeCluster => d!(DescribeClusterRequest),
         ApiKey::InitProducerId => d!(InitProducerIdRequest),
+        ApiKey::FindCoordinator => d!(FindCoordinatorRequest),
+        ApiKey::JoinGroup => d!(JoinGroupRequest),
+        ApiKey::SyncGroup => d!(SyncGroupRequest),
+        ApiKey::Heartbeat => d!(HeartbeatRequest),
+        ApiKey::LeaveGroup => d!(LeaveGroupRequest),
+        ApiKey::OffsetCommit => d!(OffsetCommitRequest),
+        ApiKey::OffsetFetch => d!(OffsetFetchRequest),
+        ApiKey::OffsetDelete => d!(OffsetDeleteRequest),
+        ApiKey::ListGroups => d!(ListGroupsRequest),
+        ApiKey::DescribeGroups => d!(DescribeGroupsRequest),
+        ApiKey::DeleteGroups => d!(DeleteGroupsRequest),
         other => anyhow::bail!("{other:?} is not supported"),
     }
     Ok(())
 }
 
 /// Dispatches one request (header already decoded; `body` is the rest).
-pub async fn handle(shard: &Rc<Shard>, api_key: ApiKey, header: &RequestHeader, mut body: Bytes) -> HandlerResult {
+/// `peer` is the client's IP address (DescribeGroups shows it as client host).
+pub async fn handle(
+    shard: &Rc<Shard>,
+    api_key: ApiKey,
+    header: &RequestHeader,
+    mut body: Bytes,
+    peer: &str,
+) -> HandlerResult {
     let v = header.request_api_version;
     let cid = header.correlation_id;
     macro_rules! simple {
@@ -137,6 +167,22 @@ pub async fn handle(shard: &Rc<Shard>, api_key: ApiKey, header: &RequestHeader, 
         ApiKey::OffsetForLeaderEpoch => simple!(OffsetForLeaderEpochRequest, cluster::offset_for_leader_epoch),
         ApiKey::DeleteRecords => simple!(DeleteRecordsRequest, cluster::delete_records),
         ApiKey::InitProducerId => simple!(InitProducerIdRequest, producer_ids::handle),
+        ApiKey::FindCoordinator => simple!(FindCoordinatorRequest, groups::find_coordinator),
+        ApiKey::JoinGroup => {
+            let req = JoinGroupRequest::decode(&mut body, v)?;
+            let client_id = header.client_id.as_ref().map(|c| c.to_string()).unwrap_or_default();
+            let resp = groups::join_group(shard, req, v, client_id, format!("/{peer}")).await;
+            Ok(Some(encode_response(api_key, v, cid, &resp)?))
+        }
+        ApiKey::SyncGroup => simple!(SyncGroupRequest, groups::sync_group),
+        ApiKey::Heartbeat => simple!(HeartbeatRequest, groups::heartbeat),
+        ApiKey::LeaveGroup => simple!(LeaveGroupRequest, groups::leave_group),
+        ApiKey::OffsetCommit => simple!(OffsetCommitRequest, groups::offset_commit),
+        ApiKey::OffsetFetch => simple!(OffsetFetchRequest, groups::offset_fetch),
+        ApiKey::OffsetDelete => simple!(OffsetDeleteRequest, groups::offset_delete),
+        ApiKey::ListGroups => simple!(ListGroupsRequest, groups::list_groups),
+        ApiKey::DescribeGroups => simple!(DescribeGroupsRequest, groups::describe_groups),
+        ApiKey::DeleteGroups => simple!(DeleteGroupsRequest, groups::delete_groups),
         other => anyhow::bail!("{other:?} is not supported"),
     }
 }
