@@ -811,6 +811,45 @@ impl<S: SegmentStorage + Clone> PartitionLog<S> {
         Ok(deleted)
     }
 
+    /// Sealed segments, oldest first (the cleaner's input).
+    pub fn sealed_segments(&self) -> impl Iterator<Item = &Segment<S::File>> {
+        self.segments.values().filter(|s| s.sealed)
+    }
+
+    pub(crate) fn storage_handle(&self) -> S {
+        self.storage.clone()
+    }
+
+    pub fn active_base_offset(&self) -> i64 {
+        *self.segments.keys().next_back().expect("active segment")
+    }
+
+    pub(crate) fn has_segment(&self, base: i64) -> bool {
+        self.segments.contains_key(&base)
+    }
+
+    /// Installs a compacted sealed segment.
+    pub(crate) fn replace_sealed_segment(
+        &mut self,
+        base: i64,
+        file: std::rc::Rc<S::File>,
+        size: u64,
+        index: crate::index::OffsetIndex,
+        time_index: crate::index::TimeIndex,
+        max_timestamp: i64,
+    ) -> Result<(), EngineError> {
+        let seg_end = self.segments.range(base + 1..).next().map(|(b, _)| *b).unwrap_or(self.written_offset);
+        let seg = self.segments.get_mut(&base).expect("checked by the caller");
+        seg.install_cleaned(file, size, index, time_index, max_timestamp)?;
+        // Cached copies of the segment's old batches would keep serving the
+        // uncompacted data: drop them (they are all written, and a prefix).
+        while self.recent.front().map(|b| b.last_offset < seg_end).unwrap_or(false) {
+            let b = self.recent.pop_front().expect("present");
+            self.recent_bytes -= b.bytes.len();
+        }
+        Ok(())
+    }
+
     /// Rolls the active segment by age even when idle (segment.ms).
     pub fn active_segment_expired(&self, now_ms: i64) -> bool {
         let active = self.segments.values().next_back().expect("active");

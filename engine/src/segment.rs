@@ -156,6 +156,10 @@ impl<F: SegmentFile> Segment<F> {
     /// Rewrites both index files whole if recovery changed them. Unchanged
     /// files (the common case: every sealed segment) are not rewritten, so a
     /// restart does not write in proportion to the data.
+    pub(crate) fn rewrite_index_files(&mut self) -> Result<(), EngineError> {
+        self.rewrite_indexes()
+    }
+
     fn rewrite_indexes(&mut self) -> Result<(), EngineError> {
         for (p, data) in [
             (index_path(&self.dir, self.base_offset), self.index.encode()),

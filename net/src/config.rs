@@ -61,6 +61,8 @@ pub struct BrokerSection {
     /// Kafka `offsets.retention.minutes`: committed offsets of an empty group
     /// are deleted after this long.
     pub offsets_retention_minutes: i64,
+    /// Kafka `log.cleaner.backoff.ms`: pause between compaction passes.
+    pub log_cleaner_backoff_ms: u64,
 }
 
 impl Default for BrokerSection {
@@ -82,6 +84,7 @@ impl Default for BrokerSection {
             group_max_session_timeout_ms: 1_800_000,
             group_initial_rebalance_delay_ms: 3000,
             offsets_retention_minutes: 10080,
+            log_cleaner_backoff_ms: 15_000,
         }
     }
 }
@@ -276,6 +279,7 @@ impl BrokerConfig {
             i32::MAX,
         )?;
         check("broker.group_initial_rebalance_delay_ms", broker.group_initial_rebalance_delay_ms, 0, 3_600_000)?;
+        check("broker.log_cleaner_backoff_ms", broker.log_cleaner_backoff_ms, 10, 86_400_000)?;
         check("broker.offsets_retention_minutes", broker.offsets_retention_minutes, 1, i64::MAX / 60_000)?;
 
         let mut topic_defaults = BTreeMap::new();

@@ -171,6 +171,7 @@ async fn shard_main(
     }
     glommio::spawn_local(shard.clone().housekeeping()).detach();
     glommio::spawn_local(crate::coordinator::timer_loop(shard.clone())).detach();
+    glommio::spawn_local(crate::shard::cleaner_loop(shard.clone())).detach();
 
     loop {
         if common.shutdown.load(Ordering::Relaxed) {

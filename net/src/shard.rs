@@ -241,6 +241,35 @@ impl Shard {
     }
 }
 
+/// Compacts this shard's `cleanup.policy=compact` partitions in the
+/// background, one partition at a time (the cleaner yields between chunks,
+/// so produce and fetch on the shard keep their latency).
+pub async fn cleaner_loop(shard: Rc<Shard>) {
+    let every = Duration::from_millis(shard.config.broker.log_cleaner_backoff_ms);
+    while !shard.shutdown.load(Ordering::Relaxed) {
+        glommio::timer::sleep(every).await;
+        let parts: Vec<_> = shard.partitions.borrow().values().cloned().collect();
+        for h in parts {
+            if !h.log.borrow().config().cleanup_policy.compact || h.log.borrow().poisoned().is_some() {
+                continue;
+            }
+            match Log::compact(&h.log, now_ms(), None).await {
+                Ok(st) if st.segments_cleaned > 0 => tracing::info!(
+                    topic = %h.topic,
+                    partition = h.partition,
+                    segments = st.segments_cleaned,
+                    removed = st.records_removed,
+                    bytes_before = st.bytes_before,
+                    bytes_after = st.bytes_after,
+                    "compacted"
+                ),
+                Ok(_) => {}
+                Err(e) => tracing::error!(topic = %h.topic, partition = h.partition, error = %e, "compaction failed"),
+            }
+        }
+    }
+}
+
 /// The partition's flusher: writes queued batches and syncs them according
 /// to the flush policy. One per partition, so a slow disk for one partition
 /// never reorders another's writes.

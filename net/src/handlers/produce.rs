@@ -146,6 +146,24 @@ pub async fn append_local(
             );
         }
     }
+    // Kafka refuses keyless records on compacted topics: compaction keeps
+    // the latest record per key, so a record without one could never be
+    // compacted away.
+    if h.log.borrow().config().cleanup_policy.compact {
+        for (start, end) in &ranges {
+            let mut batch = records.slice(*start..*end);
+            match kafka_protocol::records::RecordBatchDecoder::decode(&mut batch) {
+                Ok(set) if set.records.iter().all(|r| r.key.is_some()) => {}
+                Ok(_) => {
+                    return PartitionOutcome::err(
+                        ResponseError::InvalidRecord,
+                        Some("compacted topic cannot accept a record without key".into()),
+                    )
+                }
+                Err(e) => return PartitionOutcome::err(ResponseError::CorruptMessage, Some(e.to_string())),
+            }
+        }
+    }
     let now = now_ms();
     let mut first = None;
     let mut last = -1;
