@@ -254,14 +254,33 @@ pub fn member_suffix() -> String {
     uuid::Uuid::from_bytes(id).to_string()
 }
 
-/// Per-shard timer loop for all coordinators on the shard.
+/// How often committed offsets of empty groups are checked for expiry.
+const OFFSET_EXPIRY_CHECK_MS: i64 = 60_000;
+
+/// Per-shard timer loop for all coordinators on the shard: group timers
+/// every 100 ms, `offsets.retention.minutes` expiry every minute.
 pub async fn timer_loop(shard: Rc<Shard>) {
+    let retention_ms = shard.config.broker.offsets_retention_minutes.saturating_mul(60_000);
+    let mut next_expiry = now_ms() + OFFSET_EXPIRY_CHECK_MS;
     while !shard.shutdown.load(std::sync::atomic::Ordering::Relaxed) {
         glommio::timer::sleep(std::time::Duration::from_millis(100)).await;
         let now = now_ms();
         let coordinators: Vec<Rc<PartitionCoordinator>> = shard.coordinators.borrow().values().cloned().collect();
+        let expire = now >= next_expiry;
+        if expire {
+            next_expiry = now + OFFSET_EXPIRY_CHECK_MS;
+        }
         for c in coordinators {
             c.tick(now);
+            if expire {
+                let tombstones = c.state.borrow_mut().expire_offsets(now, retention_ms);
+                if !tombstones.is_empty() {
+                    tracing::info!(partition = c.partition, records = tombstones.len(), "expiring committed offsets of empty groups");
+                    if let Err(e) = c.append_records(&tombstones).await {
+                        tracing::error!(partition = c.partition, error = %e, "writing offset expiry tombstones");
+                    }
+                }
+            }
         }
     }
 }
