@@ -28,7 +28,9 @@ fn sizes() -> Vec<(&'static str, usize)> {
 fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("batch");
     for (label, size) in sizes() {
-        for value_len in [100usize, 1024] {
+        // Quick mode skips the 1 KiB-value variant.
+        let value_lens: &[usize] = if common::quick() { &[100] } else { &[100, 1024] };
+        for &value_len in value_lens {
             let b = make_batch(size, value_len);
             g.throughput(Throughput::Bytes(b.len() as u64));
             let id = format!("{label}/v{value_len}");

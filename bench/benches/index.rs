@@ -29,6 +29,7 @@ fn bench(c: &mut Criterion) {
             acc
         })
     });
+    g.throughput(Throughput::Elements(1));
     g.bench_function(format!("lookup_tail_{entries}_entries"), |b| {
         let t = 1_000_000 + span - 1;
         b.iter(|| idx.lookup(black_box(t)))

@@ -14,18 +14,20 @@ use std::hint::black_box;
 
 const VERSION: i16 = 12;
 
-/// `total` bytes of records split into `partitions` partitions of 16 KiB batches.
+/// About `total` bytes of records split over `partitions` partitions, as
+/// batches of up to 16 KiB of 100-byte values.
 fn records(total: usize, partitions: usize) -> Vec<Bytes> {
+    let per_part = (total / partitions).max(256);
+    let batch_bytes = per_part.min(16 << 10);
     let value = vec![b'v'; 100];
-    let recs: Vec<RecordSpec> = (0..(16 << 10) / 108)
+    let recs: Vec<RecordSpec> = (0..(batch_bytes / 108).max(1))
         .map(|_| RecordSpec { key: None, value: Some(&value), headers: Vec::new(), timestamp_delta: 0 })
         .collect();
     let batch = build_batch(0, 1_700_000_000_000, &recs);
-    let per_part = total / partitions;
     (0..partitions)
         .map(|_| {
             let mut b = BytesMut::new();
-            while b.len() + batch.len() <= per_part.max(batch.len()) {
+            while b.is_empty() || b.len() + batch.len() <= per_part {
                 b.extend_from_slice(&batch);
             }
             b.freeze()

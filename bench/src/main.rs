@@ -512,7 +512,7 @@ fn run(args: &Args) -> Result<Value> {
         "client_cpu_cores": cpu_window / wall,
         "client_cpu_seconds_total": end_cpu,
         "client_cpu_by_role": sh.cpu.snapshot(),
-        "params": serde_json::to_value(args)?,
+        "params": effective_params(args, duration.map(|d| d.as_secs_f64()))?,
         "machine": report::machine(),
         "topic_partitions": total_parts,
         "leaders": leaders.keys().collect::<Vec<_>>(),
@@ -527,6 +527,17 @@ fn run(args: &Args) -> Result<Value> {
         assert!(!report[*k].is_null(), "report is missing required key {k}");
     }
     Ok(report)
+}
+
+/// All options as given, with defaults that depend on other options filled in.
+fn effective_params(args: &Args, duration: Option<f64>) -> Result<Value> {
+    let mut p = serde_json::to_value(args)?;
+    p["record_size_max"] = json!(args.record_size_max());
+    if args.batch_records.is_none() {
+        p["batch_bytes"] = json!(args.batch_bytes());
+    }
+    p["duration"] = json!(duration);
+    Ok(p)
 }
 
 fn primary_secs(end: &Option<(Instant, Counts)>, m_start: Instant) -> f64 {

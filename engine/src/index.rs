@@ -142,8 +142,14 @@ impl OffsetIndex {
 
     /// 8 bytes per entry: relative offset u32 BE, position u32 BE.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.entries.len() * OFFSET_INDEX_ENTRY_LEN);
-        for &(o, p) in &self.entries {
+        self.encode_from(0)
+    }
+
+    /// Encodes entries `from..` only: what an append to the index file needs.
+    pub fn encode_from(&self, from: usize) -> Vec<u8> {
+        let tail = &self.entries[from.min(self.entries.len())..];
+        let mut out = Vec::with_capacity(tail.len() * OFFSET_INDEX_ENTRY_LEN);
+        for &(o, p) in tail {
             out.extend_from_slice(&o.to_be_bytes());
             out.extend_from_slice(&p.to_be_bytes());
         }
@@ -299,8 +305,14 @@ impl TimeIndex {
 
     /// 12 bytes per entry: timestamp i64 BE, relative offset u32 BE.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.entries.len() * TIME_INDEX_ENTRY_LEN);
-        for &(ts, o) in &self.entries {
+        self.encode_from(0)
+    }
+
+    /// Encodes entries `from..` only: what an append to the index file needs.
+    pub fn encode_from(&self, from: usize) -> Vec<u8> {
+        let tail = &self.entries[from.min(self.entries.len())..];
+        let mut out = Vec::with_capacity(tail.len() * TIME_INDEX_ENTRY_LEN);
+        for &(ts, o) in tail {
             out.extend_from_slice(&ts.to_be_bytes());
             out.extend_from_slice(&o.to_be_bytes());
         }

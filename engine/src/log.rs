@@ -402,6 +402,7 @@ impl<S: SegmentStorage + Clone> PartitionLog<S> {
             let active = s.segments.values_mut().next_back().expect("active");
             active.persist_index_tail()?;
             active.sealed = true;
+            active.release_index_files();
             // Everything below `base` is written: snapshot the producer state
             // so recovery never has to scan older segments for it.
             write_producer_snapshot(&s.dir, base, &s.producers_written)?;

@@ -58,6 +58,29 @@ pub struct Segment<F: SegmentFile> {
     /// Entries already appended to the index files on disk.
     index_persisted: usize,
     time_index_persisted: usize,
+    /// Index files kept open while the segment is active.
+    index_file: OptionFile,
+    time_index_file: OptionFile,
+}
+
+/// An index file opened on first use.
+#[derive(Default)]
+struct OptionFile(Option<File>);
+
+impl OptionFile {
+    fn get_or_insert_with_result(
+        &mut self,
+        open: impl FnOnce() -> Result<File, EngineError>,
+    ) -> Result<&File, EngineError> {
+        if self.0.is_none() {
+            self.0 = Some(open()?);
+        }
+        Ok(self.0.as_ref().expect("just set"))
+    }
+}
+
+fn open_append(p: &Path) -> Result<File, EngineError> {
+    OpenOptions::new().create(true).write(true).truncate(false).open(p).map_err(|e| io_err("open index", p, e))
 }
 
 fn io_err(op: &'static str, path: &Path, source: io::Error) -> EngineError {
@@ -100,6 +123,8 @@ impl<F: SegmentFile> Segment<F> {
             sealed: false,
             index_persisted: 0,
             time_index_persisted: 0,
+            index_file: OptionFile::default(),
+            time_index_file: OptionFile::default(),
         })
     }
 
@@ -123,34 +148,32 @@ impl<F: SegmentFile> Segment<F> {
     }
 
     /// Appends index entries not yet on disk. Page cache only: see module docs.
+    /// Only the new entries are encoded and written (this runs after every
+    /// flush, so its cost must not grow with the segment).
     pub fn persist_index_tail(&mut self) -> Result<(), EngineError> {
-        let idx = self.index.encode();
-        if idx.len() / 8 > self.index_persisted {
+        if self.index.len() > self.index_persisted {
+            let bytes = self.index.encode_from(self.index_persisted);
             let p = index_path(&self.dir, self.base_offset);
-            let f = OpenOptions::new()
-                .create(true)
-                .write(true)
-                .truncate(false)
-                .open(&p)
-                .map_err(|e| io_err("open index", &p, e))?;
-            let from = self.index_persisted * 8;
-            f.write_all_at(&idx[from..], from as u64).map_err(|e| io_err("write index", &p, e))?;
-            self.index_persisted = idx.len() / 8;
+            let f = self.index_file.get_or_insert_with_result(|| open_append(&p))?;
+            f.write_all_at(&bytes, (self.index_persisted * 8) as u64).map_err(|e| io_err("write index", &p, e))?;
+            self.index_persisted = self.index.len();
         }
-        let tix = self.time_index.encode();
-        if tix.len() / 12 > self.time_index_persisted {
+        if self.time_index.len() > self.time_index_persisted {
+            let bytes = self.time_index.encode_from(self.time_index_persisted);
             let p = time_index_path(&self.dir, self.base_offset);
-            let f = OpenOptions::new()
-                .create(true)
-                .write(true)
-                .truncate(false)
-                .open(&p)
-                .map_err(|e| io_err("open time index", &p, e))?;
-            let from = self.time_index_persisted * 12;
-            f.write_all_at(&tix[from..], from as u64).map_err(|e| io_err("write time index", &p, e))?;
-            self.time_index_persisted = tix.len() / 12;
+            let f = self.time_index_file.get_or_insert_with_result(|| open_append(&p))?;
+            f.write_all_at(&bytes, (self.time_index_persisted * 12) as u64)
+                .map_err(|e| io_err("write time index", &p, e))?;
+            self.time_index_persisted = self.time_index.len();
         }
         Ok(())
+    }
+
+    /// Closes the index files held open for appends (a sealed segment never
+    /// appends again; open files per sealed segment would add up).
+    pub fn release_index_files(&mut self) {
+        self.index_file = OptionFile::default();
+        self.time_index_file = OptionFile::default();
     }
 
     /// Rewrites both index files whole if recovery changed them. Unchanged
@@ -172,7 +195,10 @@ impl<F: SegmentFile> Segment<F> {
             f.write_all(&data).map_err(|e| io_err("write index", &p, e))?;
         }
         self.index_persisted = self.index.len();
-        self.time_index_persisted = self.time_index.encode().len() / 12;
+        self.time_index_persisted = self.time_index.len();
+        // The files were replaced: reopen on next append.
+        self.index_file = OptionFile::default();
+        self.time_index_file = OptionFile::default();
         Ok(())
     }
 
@@ -227,6 +253,8 @@ impl<F: SegmentFile> Segment<F> {
             sealed: !is_last,
             index_persisted: 0,
             time_index_persisted: 0,
+            index_file: OptionFile::default(),
+            time_index_file: OptionFile::default(),
         };
 
         // Scan from the last index entry; if that entry does not land on a

@@ -275,7 +275,11 @@ pub async fn timer_loop(shard: Rc<Shard>) {
             if expire {
                 let tombstones = c.state.borrow_mut().expire_offsets(now, retention_ms);
                 if !tombstones.is_empty() {
-                    tracing::info!(partition = c.partition, records = tombstones.len(), "expiring committed offsets of empty groups");
+                    tracing::info!(
+                        partition = c.partition,
+                        records = tombstones.len(),
+                        "expiring committed offsets of empty groups"
+                    );
                     if let Err(e) = c.append_records(&tombstones).await {
                         tracing::error!(partition = c.partition, error = %e, "writing offset expiry tombstones");
                     }

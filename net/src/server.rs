@@ -37,6 +37,7 @@ pub fn run(config: BrokerConfig) -> anyhow::Result<()> {
     let data_dir = config.broker.data_dir.clone();
     std::fs::create_dir_all(&data_dir).with_context(|| format!("creating data dir {}", data_dir.display()))?;
     let _lock = lock_data_dir(&data_dir)?;
+    raise_open_file_limit();
     let store =
         MetadataStore::open(&data_dir).with_context(|| format!("opening metadata in {}", data_dir.display()))?;
     let image = store.image();
@@ -275,6 +276,25 @@ fn remove_orphan_partition_dirs(data_dir: &Path, img: &MetadataImage) {
         if !live {
             tracing::info!(dir = %e.path().display(), "removing partition dir of a deleted topic");
             let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+/// Every segment holds an open file: raise the soft RLIMIT_NOFILE to the hard
+/// limit, as brokers with many partitions need (the hard limit is the
+/// operator's to set; see docs/operations.md).
+fn raise_open_file_limit() {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: plain syscalls on a local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                tracing::warn!("could not raise the open-file limit");
+            }
+        }
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+            tracing::info!(open_files = lim.rlim_cur, "open-file limit");
         }
     }
 }

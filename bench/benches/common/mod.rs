@@ -25,7 +25,14 @@ pub fn size(full: usize, small: usize) -> usize {
 pub fn config() -> Criterion {
     let c = Criterion::default();
     if quick() {
-        c.sample_size(10).warm_up_time(Duration::from_millis(200)).measurement_time(Duration::from_secs(1))
+        // No HTML/SVG plots in smoke runs: rendering them costs more than measuring.
+        c.sample_size(10)
+            .warm_up_time(Duration::from_millis(100))
+            .measurement_time(Duration::from_secs(1))
+            .without_plots()
+            // Bootstrap analysis with the default 100k resamples takes seconds per
+            // benchmark on a small machine; 5k is plenty for a smoke run.
+            .nresamples(5_000)
     } else {
         c
     }
