@@ -381,7 +381,7 @@ mod tests {
 
     #[test]
     fn shipped_tuning_files_are_valid() {
-        for f in ["../tuning/default.toml", "../tuning/bare-metal.toml"] {
+        for f in ["../tuning/default.toml", "../tuning/bare-metal.toml", "../tuning/single-core.toml"] {
             let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(f);
             BrokerConfig::load(&p, &Overrides::default()).unwrap_or_else(|e| panic!("{f}: {e}"));
         }

@@ -161,8 +161,7 @@ async fn shard_main(
         glommio::timer::sleep(Duration::from_millis(2)).await;
     }
 
-    let listener = TcpListener::bind(common.config.listen)
-        .map_err(|e| anyhow::anyhow!("binding {}: {e}", common.config.listen))?;
+    let (listener, wake_fd) = bind_reuseport(common.config.listen)?;
     if id == 0 {
         tracing::info!(listen = %common.config.listen, "ready for clients");
         if let Some(addr) = common.config.admin_listen {
@@ -173,27 +172,21 @@ async fn shard_main(
     glommio::spawn_local(shard.clone().housekeeping()).detach();
     glommio::spawn_local(crate::coordinator::timer_loop(shard.clone())).detach();
     glommio::spawn_local(crate::shard::cleaner_loop(shard.clone())).detach();
-
-    loop {
-        if common.shutdown.load(Ordering::Relaxed) {
-            break;
-        }
-        let accept = listener.accept();
-        futures::pin_mut!(accept);
-        let tick = glommio::timer::sleep(Duration::from_millis(100));
-        futures::pin_mut!(tick);
-        match futures::future::select(accept, tick).await {
-            futures::future::Either::Left((Ok(stream), _)) => {
-                glommio::spawn_local(crate::conn::serve(shard.clone(), stream)).detach();
-            }
-            futures::future::Either::Left((Err(e), _)) => {
-                tracing::warn!(error = %e, "accept failed");
-                glommio::timer::sleep(Duration::from_millis(10)).await;
-            }
-            futures::future::Either::Right(_) => {}
-        }
+    // The accept loop is its own task and its accept is never cancelled: an
+    // in-flight io_uring accept must complete (a dropped one could still be
+    // written to by the kernel). Shutdown wakes it by shutting the socket down.
+    let acceptor = glommio::spawn_local(accept_loop(shard.clone(), listener));
+    while !common.shutdown.load(Ordering::Relaxed) {
+        glommio::timer::sleep(Duration::from_millis(100)).await;
     }
-    drop(listener);
+    // SAFETY: wake_fd is our own dup of the listening socket.
+    unsafe {
+        libc::shutdown(wake_fd, libc::SHUT_RDWR);
+    }
+    acceptor.await;
+    unsafe {
+        libc::close(wake_fd);
+    }
     let grace = Instant::now() + Duration::from_secs(common.config.broker.shutdown_grace_secs);
     while shard.inflight.get() > 0 && Instant::now() < grace {
         glommio::timer::sleep(Duration::from_millis(5)).await;
@@ -205,6 +198,47 @@ async fn shard_main(
     shard.close_partitions().await;
     tracing::info!(shard = id, "shard closed its partitions");
     Ok(())
+}
+
+async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
+    loop {
+        match listener.accept().await {
+            Ok(stream) => {
+                if shard.shutdown.load(Ordering::Relaxed) {
+                    break;
+                }
+                glommio::spawn_local(crate::conn::serve(shard.clone(), stream)).detach();
+            }
+            Err(e) => {
+                if shard.shutdown.load(Ordering::Relaxed) {
+                    break;
+                }
+                tracing::warn!(error = %e, "accept failed");
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+/// The client listener of one shard: SO_REUSEPORT so every shard binds the
+/// same address and the kernel spreads connections. Also returns a dup of the
+/// socket, used to wake the accept loop at shutdown.
+fn bind_reuseport(addr: std::net::SocketAddr) -> anyhow::Result<(TcpListener, std::os::fd::RawFd)> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    use std::os::fd::{FromRawFd, IntoRawFd};
+    let domain = if addr.is_ipv6() { Domain::IPV6 } else { Domain::IPV4 };
+    let sk = Socket::new(domain, Type::STREAM, Some(Protocol::TCP)).context("creating listener socket")?;
+    sk.set_reuse_port(true).context("SO_REUSEPORT")?;
+    sk.set_reuse_address(true).context("SO_REUSEADDR")?;
+    sk.bind(&addr.into()).with_context(|| format!("binding {addr}"))?;
+    sk.listen(1024).with_context(|| format!("listening on {addr}"))?;
+    let fd = sk.into_raw_fd();
+    // SAFETY: fd is a valid socket we own; dup gives a second handle.
+    let wake = unsafe { libc::dup(fd) };
+    if wake < 0 {
+        anyhow::bail!("dup of listener socket failed");
+    }
+    Ok((unsafe { TcpListener::from_raw_fd(fd) }, wake))
 }
 
 /// Minimal HTTP/1.0 endpoint for Prometheus: GET /metrics, GET /health.
