@@ -25,6 +25,9 @@ status_unit=0
 stamp "cargo test --workspace"
 cargo test --workspace || status_unit=$?
 
+stamp "criterion benches, quick smoke run (RINGBROKER_BENCH_QUICK=1)"
+RINGBROKER_BENCH_QUICK=1 cargo bench -p ringbroker-bench || status_unit=$?
+
 export RINGBROKER_BIN="${RINGBROKER_BIN:-$ROOT/target/release/ringbroker}"
 if [ ! -x "$RINGBROKER_BIN" ]; then
   echo "ringbroker binary missing at $RINGBROKER_BIN" >&2

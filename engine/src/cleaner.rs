@@ -72,10 +72,31 @@ fn write_checkpoint(dir: &Path, offset: i64) -> Result<(), EngineError> {
     std::fs::rename(&tmp, &p).map_err(|e| io("rename cleaner checkpoint", &p, e))
 }
 
+/// Paces the cleaner's reads and writes to a byte rate, so a compaction pass
+/// cannot take the disk (or the core) away from produce and fetch.
+#[derive(Debug, Clone, Copy)]
+pub struct Throttle {
+    pub bytes_per_sec: u64,
+}
+
+impl Throttle {
+    pub const UNLIMITED: Throttle = Throttle { bytes_per_sec: u64::MAX };
+
+    async fn pace(&self, bytes: usize) {
+        if self.bytes_per_sec == u64::MAX || bytes == 0 {
+            glommio::yield_if_needed().await;
+            return;
+        }
+        let micros = (bytes as u128 * 1_000_000 / self.bytes_per_sec.max(1) as u128) as u64;
+        glommio::timer::sleep(std::time::Duration::from_micros(micros)).await;
+    }
+}
+
 /// Calls `f` with runs of whole batches of the first `size` bytes of `file`.
 async fn for_each_chunk<F: SegmentFile>(
     file: &F,
     size: u64,
+    throttle: Throttle,
     mut f: impl FnMut(&[u8]) -> Result<(), EngineError>,
 ) -> Result<(), EngineError> {
     let mut pos = 0u64;
@@ -106,7 +127,7 @@ async fn for_each_chunk<F: SegmentFile>(
         f(&data[..at])?;
         pos += at as u64;
         want = CHUNK_BYTES;
-        glommio::yield_if_needed().await;
+        throttle.pace(at).await;
     }
     Ok(())
 }
@@ -117,6 +138,7 @@ impl<S: SegmentStorage + Clone> PartitionLog<S> {
     pub async fn compact(
         this: &RefCell<Self>,
         now_ms: i64,
+        throttle: Throttle,
         crash_at: Option<SwapStep>,
     ) -> Result<CleanStats, EngineError> {
         let (dir, sealed, cfg, storage) = {
@@ -146,7 +168,7 @@ impl<S: SegmentStorage + Clone> PartitionLog<S> {
         // Latest offset per key over every sealed segment.
         let mut map = KeyOffsetMap::new();
         for (_, file, size) in &sealed {
-            for_each_chunk(&**file, *size, |chunk| {
+            for_each_chunk(&**file, *size, throttle, |chunk| {
                 let mut at = 0;
                 while at < chunk.len() {
                     let len = BatchHeader::parse(&chunk[at..]).map_err(EngineError::Batch)?.total_len();
@@ -166,7 +188,7 @@ impl<S: SegmentStorage + Clone> PartitionLog<S> {
         for (base, file, size) in sealed {
             let mut out = Vec::with_capacity(size as usize / 2);
             let mut headers = Vec::new();
-            for_each_chunk(&*file, size, |chunk| {
+            for_each_chunk(&*file, size, throttle, |chunk| {
                 let c = clean_batches(chunk, &map, &opts).map_err(|e| compaction_err(&dir, e))?;
                 stats.records_kept += c.records_kept;
                 stats.records_removed += c.records_removed;
@@ -180,7 +202,7 @@ impl<S: SegmentStorage + Clone> PartitionLog<S> {
             if out.len() as u64 == size {
                 continue; // nothing removed in this segment
             }
-            let installed = Self::swap_segment(this, &storage, &dir, base, &out, &headers, crash_at).await?;
+            let installed = Self::swap_segment(this, &storage, &dir, base, &out, &headers, throttle, crash_at).await?;
             if crash_at.is_some() {
                 return Ok(stats);
             }
@@ -202,6 +224,7 @@ impl<S: SegmentStorage + Clone> PartitionLog<S> {
         base: i64,
         data: &[u8],
         headers: &[BatchHeader],
+        throttle: Throttle,
         crash_at: Option<SwapStep>,
     ) -> Result<bool, EngineError> {
         let final_path = log_path(dir, base);
@@ -216,7 +239,7 @@ impl<S: SegmentStorage + Clone> PartitionLog<S> {
             buf.as_mut_slice()[..n].copy_from_slice(&data[pos..pos + n]);
             file.write_at(buf, pos as u64).await.map_err(|e| io("write cleaned segment", &tmp_path, e))?;
             pos += n;
-            glommio::yield_if_needed().await;
+            throttle.pace(n).await;
         }
         file.truncate(data.len() as u64).await.map_err(|e| io("truncate cleaned segment", &tmp_path, e))?;
         file.sync_data().await.map_err(|e| io("fdatasync cleaned segment", &tmp_path, e))?;

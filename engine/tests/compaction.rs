@@ -9,7 +9,7 @@ use std::path::Path;
 
 use bytes::BytesMut;
 use ringbroker_engine::batch::{build_batch, decode_records, validate_batch, BatchHeader, RecordSpec};
-use ringbroker_engine::cleaner::SwapStep;
+use ringbroker_engine::cleaner::{SwapStep, Throttle};
 use ringbroker_engine::config::{CleanupPolicy, LogConfig};
 use ringbroker_engine::io::{probe_direct_io, DmaStorage};
 use ringbroker_engine::log::PartitionLog;
@@ -113,7 +113,7 @@ fn compaction_keeps_the_latest_value_per_key() {
         assert_eq!(before.len(), 300);
         let want = latest(&before);
         let active_base = log.borrow().active_base_offset();
-        let stats = Log::compact(&log, 10_000, None).await.unwrap();
+        let stats = Log::compact(&log, 10_000, Throttle::UNLIMITED, None).await.unwrap();
         assert!(stats.segments_cleaned > 0 && stats.records_removed > 0, "{stats:?}");
         let after = read_all(&log).await;
         assert_eq!(latest(&after), want, "a fresh read gives the latest value per key");
@@ -132,7 +132,7 @@ fn compaction_keeps_the_latest_value_per_key() {
             before.iter().filter(|(o, _, _)| *o >= active_base).count()
         );
         // A second pass finds nothing new to do.
-        let again = Log::compact(&log, 10_000, None).await.unwrap();
+        let again = Log::compact(&log, 10_000, Throttle::UNLIMITED, None).await.unwrap();
         assert_eq!(again.records_removed, 0);
         Log::close(&log, 0).await.unwrap();
         drop(log);
@@ -150,7 +150,7 @@ fn expired_tombstones_are_removed() {
         fill(&log, 300).await;
         let active_base = log.borrow().active_base_offset();
         let before = read_all(&log).await;
-        Log::compact(&log, 10_000, None).await.unwrap();
+        Log::compact(&log, 10_000, Throttle::UNLIMITED, None).await.unwrap();
         let after = read_all(&log).await;
         assert!(
             after.iter().filter(|(o, _, _)| *o < active_base).all(|(_, _, v)| v.is_some()),
@@ -175,7 +175,7 @@ fn a_crash_at_every_swap_step_leaves_a_correct_log() {
             let log = open(&dir, cfg(i64::MAX / 4)).await;
             fill(&log, 200).await;
             let before = read_all(&log).await;
-            Log::compact(&log, 10_000, Some(step)).await.unwrap();
+            Log::compact(&log, 10_000, Throttle { bytes_per_sec: 64 << 20 }, Some(step)).await.unwrap();
             // Crash: the log object is dropped without close.
             drop(log);
             let log = open(&dir, cfg(i64::MAX / 4)).await;
@@ -189,7 +189,7 @@ fn a_crash_at_every_swap_step_leaves_a_correct_log() {
                 "{step:?}: leftovers removed"
             );
             // And a full pass afterwards still works.
-            Log::compact(&log, 10_000, None).await.unwrap();
+            Log::compact(&log, 10_000, Throttle::UNLIMITED, None).await.unwrap();
             assert_eq!(latest(&read_all(&log).await), latest(&before));
         }
     });

@@ -63,6 +63,9 @@ pub struct BrokerSection {
     pub offsets_retention_minutes: i64,
     /// Kafka `log.cleaner.backoff.ms`: pause between compaction passes.
     pub log_cleaner_backoff_ms: u64,
+    /// Kafka `log.cleaner.io.max.bytes.per.second`, per core: the cleaner's
+    /// read and write rate.
+    pub log_cleaner_io_max_bytes_per_second: u64,
 }
 
 impl Default for BrokerSection {
@@ -85,6 +88,7 @@ impl Default for BrokerSection {
             group_initial_rebalance_delay_ms: 3000,
             offsets_retention_minutes: 10080,
             log_cleaner_backoff_ms: 15_000,
+            log_cleaner_io_max_bytes_per_second: 100 << 20,
         }
     }
 }
@@ -280,6 +284,12 @@ impl BrokerConfig {
         )?;
         check("broker.group_initial_rebalance_delay_ms", broker.group_initial_rebalance_delay_ms, 0, 3_600_000)?;
         check("broker.log_cleaner_backoff_ms", broker.log_cleaner_backoff_ms, 10, 86_400_000)?;
+        check(
+            "broker.log_cleaner_io_max_bytes_per_second",
+            broker.log_cleaner_io_max_bytes_per_second,
+            1 << 20,
+            u64::MAX,
+        )?;
         check("broker.offsets_retention_minutes", broker.offsets_retention_minutes, 1, i64::MAX / 60_000)?;
 
         let mut topic_defaults = BTreeMap::new();

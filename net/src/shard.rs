@@ -253,7 +253,10 @@ pub async fn cleaner_loop(shard: Rc<Shard>) {
             if !h.log.borrow().config().cleanup_policy.compact || h.log.borrow().poisoned().is_some() {
                 continue;
             }
-            match Log::compact(&h.log, now_ms(), None).await {
+            let throttle = ringbroker_engine::cleaner::Throttle {
+                bytes_per_sec: shard.config.broker.log_cleaner_io_max_bytes_per_second,
+            };
+            match Log::compact(&h.log, now_ms(), throttle, None).await {
                 Ok(st) if st.segments_cleaned > 0 => tracing::info!(
                     topic = %h.topic,
                     partition = h.partition,
