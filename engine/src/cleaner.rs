@@ -202,7 +202,8 @@ impl<S: SegmentStorage + Clone> PartitionLog<S> {
             if out.len() as u64 == size {
                 continue; // nothing removed in this segment
             }
-            let installed = Self::swap_segment(this, &storage, &dir, base, &out, &headers, throttle, crash_at).await?;
+            let cleaned = CleanedSegment { base, data: &out, headers: &headers };
+            let installed = Self::swap_segment(this, &storage, &dir, cleaned, throttle, crash_at).await?;
             if crash_at.is_some() {
                 return Ok(stats);
             }
@@ -221,12 +222,11 @@ impl<S: SegmentStorage + Clone> PartitionLog<S> {
         this: &RefCell<Self>,
         storage: &S,
         dir: &Path,
-        base: i64,
-        data: &[u8],
-        headers: &[BatchHeader],
+        cleaned: CleanedSegment<'_>,
         throttle: Throttle,
         crash_at: Option<SwapStep>,
     ) -> Result<bool, EngineError> {
+        let CleanedSegment { base, data, headers } = cleaned;
         let final_path = log_path(dir, base);
         let tmp_path = dir.join(format!("{base:020}.log.cleaned.tmp"));
         // 1. The cleaned file, written with direct I/O and synced.
@@ -291,6 +291,13 @@ impl<S: SegmentStorage + Clone> PartitionLog<S> {
         s.replace_sealed_segment(base, file, data.len() as u64, index, time_index, max_ts)?;
         Ok(true)
     }
+}
+
+/// The new content of one sealed segment.
+struct CleanedSegment<'a> {
+    base: i64,
+    data: &'a [u8],
+    headers: &'a [BatchHeader],
 }
 
 fn compaction_err(dir: &Path, e: crate::compaction::CompactionError) -> EngineError {

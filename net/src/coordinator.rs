@@ -270,6 +270,8 @@ pub async fn timer_loop(shard: Rc<Shard>) {
         if expire {
             next_expiry = now + OFFSET_EXPIRY_CHECK_MS;
         }
+        let groups: usize = coordinators.iter().map(|c| c.state.borrow().groups().count()).sum();
+        shard.metrics.groups.store(groups as i64, std::sync::atomic::Ordering::Relaxed);
         for c in coordinators {
             c.tick(now);
             if expire {

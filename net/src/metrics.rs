@@ -47,6 +47,7 @@ pub struct ShardMetrics {
     pub connections: AtomicI64,
     pub connections_accepted: AtomicU64,
     pub partitions: AtomicI64,
+    pub groups: AtomicI64,
     pub flushes: AtomicU64,
     pub flush_latency: Histogram,
     pub requests: [AtomicU64; MAX_API_KEY],
@@ -67,6 +68,7 @@ impl ShardMetrics {
             connections: Default::default(),
             connections_accepted: Default::default(),
             partitions: Default::default(),
+            groups: Default::default(),
             flushes: Default::default(),
             flush_latency: Default::default(),
             request_errors: Default::default(),
@@ -121,7 +123,7 @@ pub fn render(shards: &[Arc<ShardMetrics>]) -> String {
     for (name, help, v) in counters {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
     }
-    let gauges: [(&str, &str, i64); 2] = [
+    let gauges: [(&str, &str, i64); 3] = [
         ("ringbroker_connections", "Open client connections", shards.iter().map(|s| s.connections.load(Relaxed)).sum()),
         (
             "ringbroker_partitions",
