@@ -130,6 +130,11 @@ pub fn render(shards: &[Arc<ShardMetrics>]) -> String {
             "Partitions owned by this broker",
             shards.iter().map(|s| s.partitions.load(Relaxed)).sum(),
         ),
+        (
+            "ringbroker_groups",
+            "Consumer groups coordinated by this broker",
+            shards.iter().map(|s| s.groups.load(Relaxed)).sum(),
+        ),
     ];
     for (name, help, v) in gauges {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
