@@ -41,15 +41,25 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     shard.metrics.connections_accepted.fetch_add(1, Ordering::Relaxed);
     shard.connections.set(shard.connections.get() + 1);
     let (reader, writer) = stream.split();
-    let (tx, rx) = glommio::channels::local_channel::new_bounded::<glommio::Task<Option<Bytes>>>(
+    let (tx, rx) = glommio::channels::local_channel::new_bounded::<glommio::Task<Option<handlers::Frame>>>(
         shard.tuning.max_inflight_per_connection,
     );
 
     let writer_task = glommio::spawn_local(async move {
         let mut writer = writer;
         while let Some(task) = rx.recv().await {
-            if let Some(resp) = task.await {
-                if resp.is_empty() || writer.write_all(&resp).await.is_err() {
+            if let Some(frame) = task.await {
+                if frame.is_close() {
+                    break;
+                }
+                let mut failed = false;
+                for part in &frame.0 {
+                    if writer.write_all(part).await.is_err() {
+                        failed = true;
+                        break;
+                    }
+                }
+                if failed {
                     break;
                 }
             }
@@ -78,7 +88,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
 async fn read_loop(
     shard: &Rc<Shard>,
     mut reader: futures::io::ReadHalf<TcpStream>,
-    tx: &glommio::channels::local_channel::LocalSender<glommio::Task<Option<Bytes>>>,
+    tx: &glommio::channels::local_channel::LocalSender<glommio::Task<Option<handlers::Frame>>>,
     peer_ip: String,
 ) -> Result<(), Close> {
     let max = shard.config.broker.socket_request_max_bytes as i64;
@@ -105,7 +115,7 @@ async fn read_loop(
             Parsed::UnsupportedApiVersions { correlation_id } => {
                 // KIP-511: answer in v0 format with UNSUPPORTED_VERSION and our ranges.
                 let resp = handlers::api_versions::unsupported_version_response(correlation_id);
-                tx.send(glommio::spawn_local(async move { Some(resp) }))
+                tx.send(glommio::spawn_local(async move { Some(handlers::Frame::one(resp)) }))
                     .await
                     .map_err(|_| Close::Malformed("writer gone".into()))?;
                 continue;
@@ -125,8 +135,7 @@ async fn read_loop(
                 Err(e) => {
                     tracing::info!(api = ?api_key, version = header.request_api_version, error = %e, "malformed request; closing connection");
                     shard2.metrics.request_errors.fetch_add(1, Ordering::Relaxed);
-                    // An empty frame is never valid: the writer treats it as "close".
-                    Some(Bytes::new())
+                    Some(handlers::Frame::close())
                 }
             }
         });

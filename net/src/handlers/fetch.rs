@@ -11,10 +11,10 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::messages::FetchRequest;
 use kafka_protocol::ResponseError;
 
+use super::fetch_encode::{self, FetchedPartition, FetchedTopic};
 use crate::router::ShardId;
 use crate::shard::{Log, Shard};
 
@@ -31,10 +31,10 @@ pub struct PartResult {
     pub error_code: i16,
     pub high_watermark: i64,
     pub log_start_offset: i64,
-    pub records: Bytes,
+    pub records: Vec<Bytes>,
 }
 
-pub async fn handle(shard: &Rc<Shard>, req: FetchRequest, version: i16) -> FetchResponse {
+pub async fn handle(shard: &Rc<Shard>, req: FetchRequest, version: i16, correlation_id: i32) -> super::Frame {
     let img = shard.image();
     let started = Instant::now();
     let deadline = started + Duration::from_millis(req.max_wait_ms.clamp(0, 300_000) as u64);
@@ -91,7 +91,7 @@ pub async fn handle(shard: &Rc<Shard>, req: FetchRequest, version: i16) -> Fetch
                 .unwrap_or_default();
             results.extend(r);
         }
-        let total: usize = results.iter().map(|(_, r)| r.records.len()).sum();
+        let total: usize = results.iter().map(|(_, r)| r.records.iter().map(|c| c.len()).sum::<usize>()).sum();
         let any_error = results.iter().any(|(_, r)| r.error_code != 0) || !unknown.is_empty();
         let now = Instant::now();
         if total >= min_bytes.max(1)
@@ -112,7 +112,7 @@ pub async fn handle(shard: &Rc<Shard>, req: FetchRequest, version: i16) -> Fetch
                     let have = results
                         .iter()
                         .find(|((t, p), _)| *t == r.topic && *p == r.partition)
-                        .map(|(_, x)| x.records.len())
+                        .map(|(_, x)| x.records.iter().map(|c| c.len()).sum::<usize>())
                         .unwrap_or(0);
                     (r.topic.clone(), r.partition, if have > 0 { i64::MAX } else { r.offset })
                 })
@@ -130,50 +130,40 @@ pub async fn handle(shard: &Rc<Shard>, req: FetchRequest, version: i16) -> Fetch
     let mut first = true;
     let mut topics = Vec::new();
     for (name, topic_id, parts) in order {
-        let mut tr = FetchableTopicResponse::default();
-        if version >= 13 {
-            tr = tr.with_topic_id(topic_id);
-        } else {
-            tr = tr.with_topic(TopicName(super::str_bytes(&name)));
-        }
+        let mut tr = FetchedTopic { name: name.clone(), topic_id, partitions: Vec::new() };
         for p in parts {
-            let mut pd = PartitionData::default()
-                .with_partition_index(p)
-                .with_high_watermark(-1)
-                .with_last_stable_offset(-1)
-                .with_log_start_offset(-1)
-                .with_preferred_read_replica(BrokerId(-1));
+            let mut fp = FetchedPartition {
+                partition: p,
+                error_code: 0,
+                high_watermark: -1,
+                last_stable_offset: -1,
+                log_start_offset: -1,
+                records: Vec::new(),
+            };
             if unknown.iter().any(|(t, q)| *t == name && *q == p) {
-                pd = pd.with_error_code(unknown_error.code()).with_records(Some(Bytes::new()));
+                fp.error_code = unknown_error.code();
             } else if let Some(i) = results.iter().position(|((t, q), _)| *t == name && *q == p) {
                 let (_, r) = results.swap_remove(i);
                 let mut records = r.records;
-                if !first && records.len() > budget {
-                    records = Bytes::new();
-                }
-                if !records.is_empty() {
+                let len: usize = records.iter().map(|c| c.len()).sum();
+                if !first && len > budget {
+                    records = Vec::new();
+                } else if len > 0 {
                     first = false;
-                    budget = budget.saturating_sub(records.len());
+                    budget = budget.saturating_sub(len);
+                    shard.metrics.fetch_bytes.fetch_add(len as u64, std::sync::atomic::Ordering::Relaxed);
                 }
-                shard.metrics.fetch_bytes.fetch_add(records.len() as u64, std::sync::atomic::Ordering::Relaxed);
-                pd = pd
-                    .with_error_code(r.error_code)
-                    .with_high_watermark(r.high_watermark)
-                    .with_last_stable_offset(r.high_watermark)
-                    .with_log_start_offset(r.log_start_offset)
-                    .with_records(Some(records));
-                if version >= 4 {
-                    pd = pd.with_aborted_transactions(Some(Vec::new()));
-                }
+                fp.error_code = r.error_code;
+                fp.high_watermark = r.high_watermark;
+                fp.last_stable_offset = r.high_watermark;
+                fp.log_start_offset = r.log_start_offset;
+                fp.records = records;
             }
-            if version < 4 {
-                pd.aborted_transactions = None;
-            }
-            tr.partitions.push(pd);
+            tr.partitions.push(fp);
         }
         topics.push(tr);
     }
-    FetchResponse::default().with_session_id(0).with_responses(topics)
+    super::Frame(fetch_encode::encode(version, correlation_id, &topics))
 }
 
 /// Runs on the owner shard: reads each partition from cache or disk.
@@ -185,7 +175,7 @@ async fn read_local(shard: &Rc<Shard>, reads: Vec<PartRead>) -> Vec<((String, i3
                 error_code: ResponseError::NotLeaderOrFollower.code(),
                 high_watermark: -1,
                 log_start_offset: -1,
-                records: Bytes::new(),
+                records: Vec::new(),
             },
             Some(h) => read_partition(shard, &h.log, r.offset, r.max_bytes).await,
         };
@@ -204,28 +194,28 @@ async fn read_partition(shard: &Shard, log: &std::cell::RefCell<Log>, offset: i6
             error_code: ResponseError::OffsetOutOfRange.code(),
             high_watermark: hw,
             log_start_offset: start,
-            records: Bytes::new(),
+            records: Vec::new(),
         };
     }
     if offset >= hw {
-        return PartResult { error_code: 0, high_watermark: hw, log_start_offset: start, records: Bytes::new() };
+        return PartResult { error_code: 0, high_watermark: hw, log_start_offset: start, records: Vec::new() };
     }
     let records = match cached {
         Some(r) => {
             shard.metrics.fetch_cache_hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            r.into_bytes()
+            r.chunks
         }
         None => {
             shard.metrics.fetch_disk_reads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             match Log::read_disk(log, offset, max_bytes).await {
-                Ok(r) => r.into_bytes(),
+                Ok(r) => r.chunks,
                 Err(e) => {
                     tracing::error!(error = %e, "fetch read failed");
                     return PartResult {
                         error_code: ResponseError::KafkaStorageError.code(),
                         high_watermark: hw,
                         log_start_offset: start,
-                        records: Bytes::new(),
+                        records: Vec::new(),
                     };
                 }
             }

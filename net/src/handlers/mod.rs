@@ -9,6 +9,7 @@ pub mod api_versions;
 pub mod cluster;
 pub mod configs;
 pub mod fetch;
+pub mod fetch_encode;
 pub mod groups;
 pub mod list_offsets;
 pub mod metadata;
@@ -58,7 +59,24 @@ pub fn supported_versions(key: ApiKey) -> Option<(i16, i16)> {
     SUPPORTED.iter().find(|(k, _, _)| *k == key).map(|(_, lo, hi)| (*lo, *hi))
 }
 
-pub type HandlerResult = anyhow::Result<Option<Bytes>>;
+/// A response frame as buffers to write in order (length prefix included).
+/// An empty frame tells the connection to close.
+#[derive(Debug, Default)]
+pub struct Frame(pub Vec<Bytes>);
+
+impl Frame {
+    pub fn one(b: Bytes) -> Frame {
+        Frame(vec![b])
+    }
+    pub fn close() -> Frame {
+        Frame(Vec::new())
+    }
+    pub fn is_close(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+pub type HandlerResult = anyhow::Result<Option<Frame>>;
 
 /// Encodes a response frame: length, header, body.
 pub fn encode_response<R: Encodable>(
@@ -137,13 +155,13 @@ pub async fn handle(
         ($req:ty, $f:path) => {{
             let req = <$req>::decode(&mut body, v)?;
             let resp = $f(shard, req, v).await;
-            Ok(Some(encode_response(api_key, v, cid, &resp)?))
+            Ok(Some(Frame::one(encode_response(api_key, v, cid, &resp)?)))
         }};
     }
     match api_key {
         ApiKey::ApiVersions => {
             let _req = ApiVersionsRequest::decode(&mut body, v)?;
-            Ok(Some(encode_response(api_key, v, cid, &api_versions::response())?))
+            Ok(Some(Frame::one(encode_response(api_key, v, cid, &api_versions::response())?)))
         }
         ApiKey::Metadata => simple!(MetadataRequest, metadata::handle),
         ApiKey::Produce => {
@@ -153,9 +171,12 @@ pub async fn handle(
             if acks == 0 {
                 return Ok(None);
             }
-            Ok(Some(encode_response(api_key, v, cid, &resp)?))
+            Ok(Some(Frame::one(encode_response(api_key, v, cid, &resp)?)))
         }
-        ApiKey::Fetch => simple!(FetchRequest, fetch::handle),
+        ApiKey::Fetch => {
+            let req = FetchRequest::decode(&mut body, v)?;
+            Ok(Some(fetch::handle(shard, req, v, cid).await))
+        }
         ApiKey::ListOffsets => simple!(ListOffsetsRequest, list_offsets::handle),
         ApiKey::CreateTopics => simple!(CreateTopicsRequest, topics::create_topics),
         ApiKey::DeleteTopics => simple!(DeleteTopicsRequest, topics::delete_topics),
@@ -172,7 +193,7 @@ pub async fn handle(
             let req = JoinGroupRequest::decode(&mut body, v)?;
             let client_id = header.client_id.as_ref().map(|c| c.to_string()).unwrap_or_default();
             let resp = groups::join_group(shard, req, v, client_id, format!("/{peer}")).await;
-            Ok(Some(encode_response(api_key, v, cid, &resp)?))
+            Ok(Some(Frame::one(encode_response(api_key, v, cid, &resp)?)))
         }
         ApiKey::SyncGroup => simple!(SyncGroupRequest, groups::sync_group),
         ApiKey::Heartbeat => simple!(HeartbeatRequest, groups::heartbeat),
