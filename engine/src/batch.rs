@@ -738,7 +738,7 @@ impl Default for BatchOptions {
     }
 }
 
-fn put_uvarint(out: &mut Vec<u8>, mut v: u64) {
+pub(crate) fn put_uvarint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
         v >>= 7;
@@ -746,11 +746,11 @@ fn put_uvarint(out: &mut Vec<u8>, mut v: u64) {
     out.push(v as u8);
 }
 
-fn put_varint(out: &mut Vec<u8>, v: i32) {
+pub(crate) fn put_varint(out: &mut Vec<u8>, v: i32) {
     put_uvarint(out, u64::from(((v << 1) ^ (v >> 31)) as u32));
 }
 
-fn put_varlong(out: &mut Vec<u8>, v: i64) {
+pub(crate) fn put_varlong(out: &mut Vec<u8>, v: i64) {
     put_uvarint(out, ((v << 1) ^ (v >> 63)) as u64);
 }
 

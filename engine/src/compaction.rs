@@ -390,21 +390,8 @@ fn advance_sequence(base: i32, delta: i64) -> i32 {
     ((i64::from(base) + delta).rem_euclid(i64::from(i32::MAX) + 1)) as i32
 }
 
-fn put_uvarint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn put_varint(out: &mut Vec<u8>, v: i32) {
-    put_uvarint(out, u64::from(((v << 1) ^ (v >> 31)) as u32));
-}
-
-fn put_varlong(out: &mut Vec<u8>, v: i64) {
-    put_uvarint(out, ((v << 1) ^ (v >> 63)) as u64);
-}
+// Record varints are written with the batch module's encoders.
+use crate::batch::{put_varint, put_varlong};
 
 /// Lengths come from parsed records, so they fit an i32.
 fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {

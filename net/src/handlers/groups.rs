@@ -57,6 +57,11 @@ where
         .unwrap_or(Err(GroupError::CoordinatorNotAvailable))
 }
 
+/// The error code answered for (topic, partition); 0 if none was recorded.
+fn code_for(per: &[(String, i32, i16)], topic: &str, partition: i32) -> i16 {
+    per.iter().find(|(t, p, _)| t == topic && *p == partition).map(|(_, _, c)| *c).unwrap_or(0)
+}
+
 fn code(r: &Result<impl Sized, GroupError>) -> i16 {
     match r {
         Ok(_) => 0,
@@ -378,11 +383,7 @@ pub async fn offset_commit(shard: &Rc<Shard>, req: OffsetCommitRequest, version:
                 t.partitions
                     .iter()
                     .map(|p| {
-                        let code = per
-                            .iter()
-                            .find(|(tn, pi, _)| *tn == name && *pi == p.partition_index)
-                            .map(|(_, _, c)| *c)
-                            .unwrap_or(0);
+                        let code = code_for(&per, &name, p.partition_index);
                         offset_commit_response::OffsetCommitResponsePartition::default()
                             .with_partition_index(p.partition_index)
                             .with_error_code(code)
@@ -522,11 +523,7 @@ pub async fn offset_delete(shard: &Rc<Shard>, req: OffsetDeleteRequest, _version
                             t.partitions
                                 .iter()
                                 .map(|p| {
-                                    let code = per
-                                        .iter()
-                                        .find(|(tn, pi, _)| *tn == name && *pi == p.partition_index)
-                                        .map(|(_, _, c)| *c)
-                                        .unwrap_or(0);
+                                    let code = code_for(&per, &name, p.partition_index);
                                     offset_delete_response::OffsetDeleteResponsePartition::default()
                                         .with_partition_index(p.partition_index)
                                         .with_error_code(code)
