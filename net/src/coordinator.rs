@@ -33,6 +33,12 @@ pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 pub const OFFSETS_PARTITIONS: i32 = 50;
 
 type JoinSender = oneshot::Sender<Result<JoinResponse, GroupError>>;
+
+/// How a JoinGroup or SyncGroup is answered.
+pub enum Answer<T> {
+    Now(Result<T, GroupError>),
+    Parked(oneshot::Receiver<Result<T, GroupError>>),
+}
 type SyncSender = oneshot::Sender<Result<SyncResponse, GroupError>>;
 
 pub struct PartitionCoordinator {
@@ -112,6 +118,18 @@ impl PartitionCoordinator {
         let effects = self.state.borrow_mut().finish_loading(now_ms());
         tracing::info!(partition = self.partition, records = replayed, "group coordinator loaded");
         self.apply_effects(effects);
+    }
+
+    /// Applies a call's effects, then answers: now, or once the parked
+    /// request is completed by an effect (of this call or a later one). The
+    /// request must be parked *before* the effects are applied, since they
+    /// may complete it: build `Answer::Parked` first, then call this.
+    pub async fn settle<T>(self: &Rc<Self>, effects: Vec<Effect>, answer: Answer<T>) -> Result<T, GroupError> {
+        self.apply_effects(effects);
+        match answer {
+            Answer::Now(r) => r,
+            Answer::Parked(rx) => rx.await.unwrap_or(Err(GroupError::CoordinatorNotAvailable)),
+        }
     }
 
     /// Parks a JoinGroup until a `CompleteJoins` effect answers it. A member

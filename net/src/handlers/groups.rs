@@ -22,7 +22,7 @@ use ringbroker_groups::offsets::{OffsetCommitPartition as GCommitPartition, Offs
 use ringbroker_groups::{partition_for, GroupError};
 
 use super::str_bytes;
-use crate::coordinator::{member_suffix, PartitionCoordinator, OFFSETS_PARTITIONS, OFFSETS_TOPIC};
+use crate::coordinator::{member_suffix, Answer, PartitionCoordinator, OFFSETS_PARTITIONS, OFFSETS_TOPIC};
 use crate::shard::Shard;
 
 const KEY_TYPE_GROUP: i8 = 0;
@@ -133,22 +133,12 @@ pub async fn join_group(
     let gid = group_id.clone();
     let result: Result<GJoinResponse, GroupError> = on_coordinator(shard, &group_id, move |_s, c| async move {
         let (res, effects) = c.state.borrow_mut().join(&gid, greq, now_ms(), &mut member_suffix);
-        match res {
-            Ok(JoinReply::Done(r)) => {
-                c.apply_effects(effects);
-                Ok(r)
-            }
-            Ok(JoinReply::Pending { member_id }) => {
-                // Park first: the effects may complete this very join.
-                let rx = c.park_join(&gid, &member_id);
-                c.apply_effects(effects);
-                rx.await.unwrap_or(Err(GroupError::CoordinatorNotAvailable))
-            }
-            Err(e) => {
-                c.apply_effects(effects);
-                Err(e)
-            }
-        }
+        let answer = match res {
+            Ok(JoinReply::Done(r)) => Answer::Now(Ok(r)),
+            Ok(JoinReply::Pending { member_id }) => Answer::Parked(c.park_join(&gid, &member_id)),
+            Err(e) => Answer::Now(Err(e)),
+        };
+        c.settle(effects, answer).await
     })
     .await;
     let base = JoinGroupResponse::default().with_generation_id(-1).with_leader(sb("")).with_member_id(sb(""));
@@ -218,21 +208,12 @@ pub async fn sync_group(shard: &Rc<Shard>, req: SyncGroupRequest, version: i16) 
     let gid = group_id.clone();
     let result: Result<GSyncResponse, GroupError> = on_coordinator(shard, &group_id, move |_s, c| async move {
         let (res, effects) = c.state.borrow_mut().sync(&gid, greq, now_ms());
-        match res {
-            Ok(SyncReply::Done(r)) => {
-                c.apply_effects(effects);
-                Ok(r)
-            }
-            Ok(SyncReply::Pending) => {
-                let rx = c.park_sync(&gid, &member_id);
-                c.apply_effects(effects);
-                rx.await.unwrap_or(Err(GroupError::CoordinatorNotAvailable))
-            }
-            Err(e) => {
-                c.apply_effects(effects);
-                Err(e)
-            }
-        }
+        let answer = match res {
+            Ok(SyncReply::Done(r)) => Answer::Now(Ok(r)),
+            Ok(SyncReply::Pending) => Answer::Parked(c.park_sync(&gid, &member_id)),
+            Err(e) => Answer::Now(Err(e)),
+        };
+        c.settle(effects, answer).await
     })
     .await;
     match result {
