@@ -51,6 +51,7 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve { config, listen, data_dir, admin_listen } => {
+            ringbroker_net::alloc_guard::keep_large_buffers_in_arenas();
             tracing_subscriber::fmt()
                 .with_env_filter(
                     tracing_subscriber::EnvFilter::try_from_env("RINGBROKER_LOG")

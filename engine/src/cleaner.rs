@@ -236,7 +236,9 @@ impl<S: SegmentStorage + Clone> PartitionLog<S> {
         while pos < data.len() {
             let n = CHUNK_BYTES.min(data.len() - pos);
             let mut buf = file.alloc_buf(align_up(n as u64) as usize);
-            buf.as_mut_slice()[..n].copy_from_slice(&data[pos..pos + n]);
+            let dst = buf.as_mut_slice();
+            dst[..n].copy_from_slice(&data[pos..pos + n]);
+            dst[n..].fill(0);
             file.write_at(buf, pos as u64).await.map_err(|e| io("write cleaned segment", &tmp_path, e))?;
             pos += n;
             throttle.pace(n).await;

@@ -36,7 +36,10 @@ pub trait IoBuf {
 /// One open segment file, owned by one shard.
 pub trait SegmentFile {
     type Buf: IoBuf;
-    /// A zeroed buffer of `len` bytes (a multiple of IO_ALIGN), aligned for this file.
+    /// A buffer of `len` bytes (a multiple of IO_ALIGN), aligned for this
+    /// file. Its contents are unspecified: callers fill all of it (zeroing the
+    /// padding after the data, which recovery must never mistake for a batch),
+    /// so the hot path does not clear bytes it is about to overwrite.
     fn alloc_buf(&self, len: usize) -> Self::Buf;
     /// Writes the whole buffer at `pos` (aligned).
     async fn write_at(&self, buf: Self::Buf, pos: u64) -> io::Result<()>;
@@ -85,9 +88,7 @@ impl SegmentFile for DmaSegmentFile {
 
     fn alloc_buf(&self, len: usize) -> Self::Buf {
         debug_assert_eq!(len as u64 % IO_ALIGN, 0);
-        let mut b = self.file.alloc_dma_buffer(len);
-        b.as_bytes_mut().fill(0);
-        b
+        self.file.alloc_dma_buffer(len)
     }
 
     async fn write_at(&self, buf: Self::Buf, pos: u64) -> io::Result<()> {

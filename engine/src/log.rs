@@ -32,8 +32,13 @@ use crate::producer_state::{last_sequence, BatchMeta, ProducerStateMap, Sequence
 use crate::segment::{log_path, Segment};
 use crate::EngineError;
 
-/// Largest single direct-I/O write issued by the flusher.
-const MAX_WRITE_BYTES: usize = 4 << 20;
+/// Most bytes one write round of the flusher takes before it updates the
+/// indexes (and loops for more).
+const MAX_ROUND_BYTES: usize = 16 << 20;
+/// A round is cut into direct-I/O writes of this size, all issued at once:
+/// one write at a time leaves the disk idle between completions (this VM's
+/// disk does ~1.3 GB/s at 1 MiB QD1 and ~2 GB/s at QD4+).
+const WRITE_CHUNK_BYTES: usize = 1 << 20;
 /// Preallocation of the active segment grows with it: a new segment reserves
 /// the minimum, and each step reserves as much again as is written, up to the
 /// maximum. Thousands of idle partitions then cost little disk, and a busy
@@ -438,31 +443,43 @@ impl<S: SegmentStorage + Clone> PartitionLog<S> {
     }
 
     async fn flush_inner(this: &std::cell::RefCell<Self>, now_ms: i64, force_sync: bool) -> Result<(), EngineError> {
+        Self::write_pending(this, now_ms).await?;
+        let need_sync = {
+            let s = this.borrow();
+            s.durable.get() < s.written_offset && (force_sync || s.config.flush_policy != FlushPolicy::Never)
+        };
+        if need_sync {
+            let target = this.borrow().written_offset;
+            Self::sync_to(this, now_ms, target).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes everything queued, rolling segments as needed; no sync.
+    async fn write_pending(this: &std::cell::RefCell<Self>, now_ms: i64) -> Result<(), EngineError> {
         loop {
             // Gather a run of queued batches that fit in the active segment.
-            let (file, write_pos, buf, batches, roll_first) = {
+            let (file, write_pos, bufs, batches, roll_first) = {
                 let s = this.borrow();
                 // `recent` is in offset order: unwritten batches are its tail.
                 let first_unwritten = s.recent.partition_point(|b| b.base_offset < s.written_offset);
-                let pending: Vec<CachedBatch> = s.recent.range(first_unwritten..).cloned().collect();
-                if pending.is_empty() {
-                    break;
-                }
-                if s.needs_roll(pending[0].bytes.len() as u64, now_ms) {
-                    (None, 0, None, Vec::new(), true)
+                let mut pending = s.recent.range(first_unwritten..).peekable();
+                let Some(first) = pending.peek() else { break };
+                if s.needs_roll(first.bytes.len() as u64, now_ms) {
+                    (None, 0, Vec::new(), Vec::new(), true)
                 } else {
                     let active = s.segments.values().next_back().expect("active");
                     let mut take = Vec::new();
                     let mut total = 0usize;
                     for b in pending {
                         if !take.is_empty()
-                            && (total + b.bytes.len() > MAX_WRITE_BYTES
+                            && (total + b.bytes.len() > MAX_ROUND_BYTES
                                 || active.size + (total + b.bytes.len()) as u64 > s.config.segment_bytes)
                         {
                             break;
                         }
                         total += b.bytes.len();
-                        take.push(b);
+                        take.push(b.clone());
                     }
                     let write_pos = align_down(active.size);
                     assert_eq!(
@@ -470,16 +487,8 @@ impl<S: SegmentStorage + Clone> PartitionLog<S> {
                         s.carry.len() as u64,
                         "carry holds exactly the partial last block"
                     );
-                    let len = align_up((s.carry.len() + total) as u64) as usize;
-                    let mut buf = active.file.alloc_buf(len);
-                    let dst = buf.as_mut_slice();
-                    let mut at = s.carry.len();
-                    dst[..at].copy_from_slice(&s.carry);
-                    for b in &take {
-                        dst[at..at + b.bytes.len()].copy_from_slice(&b.bytes);
-                        at += b.bytes.len();
-                    }
-                    (Some(active.file.clone()), write_pos, Some(buf), take, false)
+                    let bufs = fill_chunks(&*active.file, &s.carry, &take);
+                    (Some(active.file.clone()), write_pos, bufs, take, false)
                 }
             };
             if roll_first {
@@ -487,7 +496,6 @@ impl<S: SegmentStorage + Clone> PartitionLog<S> {
                 continue;
             }
             let file = file.expect("file");
-            let buf = buf.expect("buf");
             let end = write_pos + align_up(buf_len(&batches, this.borrow().carry.len()) as u64);
             // Preallocate ahead in large steps so that most flushes write into
             // reserved space.
@@ -508,7 +516,15 @@ impl<S: SegmentStorage + Clone> PartitionLog<S> {
                 })?;
                 this.borrow_mut().preallocated_to = to;
             }
-            file.write_at(buf, write_pos).await.map_err(|e| EngineError::Io {
+            // The chunks cover disjoint aligned ranges, so they may complete in
+            // any order: a crash can leave a hole, and recovery keeps only the
+            // valid prefix, which is all that was ever acknowledged (nothing
+            // here is synced yet).
+            let writes = bufs.into_iter().enumerate().map(|(i, buf)| {
+                let file = &file;
+                async move { file.write_at(buf, write_pos + (i * WRITE_CHUNK_BYTES) as u64).await }
+            });
+            futures::future::try_join_all(writes).await.map_err(|e| EngineError::Io {
                 op: "write",
                 path: file.path().to_path_buf(),
                 source: e,
@@ -539,27 +555,28 @@ impl<S: SegmentStorage + Clone> PartitionLog<S> {
             seg.persist_index_tail()?;
             s.evict_cache();
         }
-        let need_sync = {
+        Ok(())
+    }
+
+    /// Makes everything below `target` (already written) durable. Segments
+    /// before the active one were synced when sealed, and the active segment
+    /// is looked up now, after any roll that moved `target` past a seal.
+    async fn sync_to(this: &std::cell::RefCell<Self>, now_ms: i64, target: i64) -> Result<(), EngineError> {
+        let file = {
             let s = this.borrow();
-            s.durable.get() < s.written_offset && (force_sync || s.config.flush_policy != FlushPolicy::Never)
+            assert!(target <= s.written_offset, "only written data can be synced");
+            s.segments.values().next_back().expect("active").file.clone()
         };
-        if need_sync {
-            let (file, target) = {
-                let s = this.borrow();
-                (s.segments.values().next_back().expect("active").file.clone(), s.written_offset)
-            };
-            // Earlier segments were synced when sealed.
-            file.sync_data().await.map_err(|e| EngineError::Io {
-                op: "fdatasync",
-                path: file.path().to_path_buf(),
-                source: e,
-            })?;
-            let mut s = this.borrow_mut();
-            s.last_sync_ms = now_ms;
-            s.durable.advance(target);
-            if s.config.flush_policy == FlushPolicy::Always {
-                s.high_watermark.advance(target);
-            }
+        file.sync_data().await.map_err(|e| EngineError::Io {
+            op: "fdatasync",
+            path: file.path().to_path_buf(),
+            source: e,
+        })?;
+        let mut s = this.borrow_mut();
+        s.last_sync_ms = now_ms;
+        s.durable.advance(target);
+        if s.config.flush_policy == FlushPolicy::Always {
+            s.high_watermark.advance(target);
         }
         Ok(())
     }
@@ -927,11 +944,45 @@ fn tail_bytes(carry: &[u8], batches: &[CachedBatch], keep: usize) -> Vec<u8> {
     out
 }
 
+/// Copies `carry` and then the batches into aligned buffers of at most
+/// `WRITE_CHUNK_BYTES`, the last one zero-padded to the block: the bytes to
+/// write at the carry's block, in order.
+fn fill_chunks<F: SegmentFile>(file: &F, carry: &[u8], batches: &[CachedBatch]) -> Vec<F::Buf> {
+    let len = align_up(buf_len(batches, carry.len()) as u64) as usize;
+    let mut src = std::iter::once(carry).chain(batches.iter().map(|b| &b.bytes[..]));
+    let mut cur: &[u8] = &[];
+    let mut out = Vec::with_capacity(len.div_ceil(WRITE_CHUNK_BYTES));
+    let mut left = len;
+    while left > 0 {
+        let n = WRITE_CHUNK_BYTES.min(left);
+        let mut buf = file.alloc_buf(n);
+        let dst = buf.as_mut_slice();
+        let mut at = 0;
+        while at < n {
+            if cur.is_empty() {
+                match src.next() {
+                    Some(next) => cur = next,
+                    None => break,
+                }
+                continue;
+            }
+            let k = cur.len().min(n - at);
+            dst[at..at + k].copy_from_slice(&cur[..k]);
+            cur = &cur[k..];
+            at += k;
+        }
+        dst[at..].fill(0);
+        out.push(buf);
+        left -= n;
+    }
+    out
+}
+
 fn buf_len(batches: &[CachedBatch], carry: usize) -> usize {
     carry + batches.iter().map(|b| b.bytes.len()).sum::<usize>()
 }
 
-const _: () = assert!((MAX_WRITE_BYTES as u64).is_multiple_of(IO_ALIGN));
+const _: () = assert!((WRITE_CHUNK_BYTES as u64).is_multiple_of(IO_ALIGN) && MAX_ROUND_BYTES >= WRITE_CHUNK_BYTES);
 const _: () = assert!(PREALLOCATE_STEP.is_multiple_of(IO_ALIGN) && PREALLOCATE_MIN.is_multiple_of(IO_ALIGN));
 const _: () = assert!(PREALLOCATE_MIN <= PREALLOCATE_STEP);
 

@@ -25,6 +25,24 @@ const PAGE: usize = 4096;
 
 pub struct GuardedAlloc;
 
+/// glibc serves allocations above a moving threshold (128 KiB at start)
+/// with a fresh `mmap` and unmaps them on free. The broker's large buffers
+/// (request frames, stamped batches, the flusher's aligned write chunks) are
+/// allocated and freed at the request rate, so each one paid page faults,
+/// page zeroing and an munmap: 18% of broker CPU in a 1 KiB produce profile.
+/// Keep them in the malloc arenas instead (frames up to 64 MiB), and return
+/// free memory to the system only past 256 MiB of it.
+///
+/// Call once at start, before other threads exist.
+pub fn keep_large_buffers_in_arenas() {
+    // SAFETY: mallopt only changes allocator parameters; called before any
+    // other thread allocates.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 64 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
+    }
+}
+
 fn is_huge(layout: &Layout) -> bool {
     layout.size() >= HUGE_BYTES && layout.align() <= PAGE
 }
