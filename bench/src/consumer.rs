@@ -1,7 +1,7 @@
 //! Consumer connections: a Fetch loop over a set of partitions on one leader.
 
-use crate::client::{topic_name_of, Conn};
-use crate::encode::walk_record_set;
+use crate::client::{decode_response, topic_name_of, Conn};
+use crate::encode::{next_fetch_offset, walk_record_set};
 use crate::producer::Shared;
 use crate::stats::{thread_cpu_seconds, HistPair, Stats};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
@@ -57,25 +57,18 @@ pub fn spawn(
         .expect("spawn consumer")
 }
 
+/// The fetch loop. Like the fetcher of a real consumer, it works one fetch
+/// ahead of the application: as soon as a response arrives, the next fetch
+/// offsets are read from the batch headers and the next request is sent,
+/// and only then are the records of this response walked. The broker then
+/// prepares fetch N+1 while the client decodes fetch N, instead of the two
+/// taking turns.
 fn run(cfg: ConsumerCfg, mut conn: Conn, sh: &Shared, stats: &Stats, hist: &Mutex<HistPair>, consumed: &AtomicU64) {
     let mut offsets: Vec<(i32, i64)> = cfg.partitions.iter().map(|p| (*p, cfg.start[p])).collect();
     let topic = topic_name_of(&cfg.topic);
     let clock = sh.clock;
     let mut lats: Vec<u64> = Vec::with_capacity(4096);
-    loop {
-        if sh.stop_consumers.load(Ordering::Relaxed) {
-            return;
-        }
-        if let Some(limit) = cfg.records_limit {
-            if consumed.load(Ordering::Relaxed) >= limit {
-                return;
-            }
-        }
-        if let Some(end) = &cfg.end {
-            if offsets.iter().all(|(p, o)| *o >= end[p]) {
-                return;
-            }
-        }
+    let send = |conn: &mut Conn, offsets: &[(i32, i64)]| -> anyhow::Result<(i32, Instant)> {
         let parts = offsets
             .iter()
             .map(|&(p, o)| {
@@ -97,7 +90,26 @@ fn run(cfg: ConsumerCfg, mut conn: Conn, sh: &Shared, stats: &Stats, hist: &Mute
             .with_session_epoch(-1)
             .with_topics(vec![FetchTopic::default().with_topic(topic.clone()).with_partitions(parts)]);
         let t0 = Instant::now();
-        let resp = match conn.call(&req, cfg.version) {
+        Ok((conn.send(&req, cfg.version)?, t0))
+    };
+    let finished = |offsets: &[(i32, i64)]| {
+        sh.stop_consumers.load(Ordering::Relaxed)
+            || cfg.records_limit.is_some_and(|limit| consumed.load(Ordering::Relaxed) >= limit)
+            || cfg.end.as_ref().is_some_and(|end| offsets.iter().all(|(p, o)| *o >= end[p]))
+    };
+    if finished(&offsets) {
+        return;
+    }
+    let mut in_flight = match send(&mut conn, &offsets) {
+        Ok(x) => x,
+        Err(e) => {
+            stats.error(format!("fetch from {} failed: {e:#}", conn.addr), 1);
+            return;
+        }
+    };
+    loop {
+        let (corr, t0) = in_flight;
+        let resp = match conn.recv_frame().and_then(|f| decode_response::<FetchRequest>(f, cfg.version, corr)) {
             Ok(r) => r,
             Err(e) => {
                 stats.error(format!("fetch from {} failed: {e:#}", conn.addr), 1);
@@ -106,17 +118,12 @@ fn run(cfg: ConsumerCfg, mut conn: Conn, sh: &Shared, stats: &Stats, hist: &Mute
         };
         let got = Instant::now();
         let now_us = clock.unix_us(got);
-        if resp.error_code != 0 {
+        // Where each partition continues, from batch headers only.
+        let fetched: Vec<(i32, i64)> = offsets.clone();
+        let mut failed = resp.error_code != 0;
+        if failed {
             stats.error(format!("fetch error code {}", resp.error_code), 1);
-            if sh.stop_consumers.load(Ordering::Relaxed) {
-                return;
-            }
-            thread::sleep(std::time::Duration::from_millis(100));
-            continue;
         }
-        let (mut recs, mut bytes, mut wire) = (0u64, 0u64, 0u64);
-        lats.clear();
-        let mut partition_errors = false;
         for t in &resp.responses {
             for pd in &t.partitions {
                 let Some(slot) = offsets.iter_mut().find(|(p, _)| *p == pd.partition_index) else {
@@ -125,18 +132,41 @@ fn run(cfg: ConsumerCfg, mut conn: Conn, sh: &Shared, stats: &Stats, hist: &Mute
                 };
                 if pd.error_code != 0 {
                     stats.error(format!("fetch partition error code {}", pd.error_code), 1);
-                    partition_errors = true;
+                    failed = true;
                     continue;
                 }
-                let Some(data) = &pd.records else { continue };
-                let e2e = cfg.latency == LatencyKind::EndToEnd;
-                match walk_record_set(data, slot.1, |ts_ms| {
+                if let Some(data) = &pd.records {
+                    slot.1 = next_fetch_offset(data, slot.1);
+                }
+            }
+        }
+        if failed {
+            thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let done = finished(&offsets);
+        if !done {
+            in_flight = match send(&mut conn, &offsets) {
+                Ok(x) => x,
+                Err(e) => {
+                    stats.error(format!("fetch from {} failed: {e:#}", conn.addr), 1);
+                    return;
+                }
+            };
+        }
+        // Now the records of this response.
+        let (mut recs, mut bytes, mut wire) = (0u64, 0u64, 0u64);
+        lats.clear();
+        let e2e = cfg.latency == LatencyKind::EndToEnd;
+        for t in &resp.responses {
+            for pd in &t.partitions {
+                let (Some(data), 0) = (&pd.records, pd.error_code) else { continue };
+                let Some(&(_, from)) = fetched.iter().find(|(p, _)| *p == pd.partition_index) else { continue };
+                match walk_record_set(data, from, |ts_ms| {
                     if e2e {
                         lats.push((now_us - ts_ms * 1000).max(1) as u64);
                     }
                 }) {
                     Ok(s) => {
-                        slot.1 = s.next_offset;
                         recs += s.records;
                         bytes += s.payload_bytes;
                         wire += s.wire_bytes;
@@ -148,10 +178,6 @@ fn run(cfg: ConsumerCfg, mut conn: Conn, sh: &Shared, stats: &Stats, hist: &Mute
                 }
             }
         }
-        if partition_errors {
-            // Back off instead of hammering the broker with the same failing fetch.
-            thread::sleep(std::time::Duration::from_millis(100));
-        }
         stats.add(recs, bytes, wire);
         consumed.fetch_add(recs, Ordering::Relaxed);
         let mut h = hist.lock().unwrap();
@@ -162,6 +188,10 @@ fn run(cfg: ConsumerCfg, mut conn: Conn, sh: &Shared, stats: &Stats, hist: &Mute
                     h.record(l);
                 }
             }
+        }
+        drop(h);
+        if done || finished(&offsets) {
+            return;
         }
     }
 }

@@ -256,6 +256,26 @@ pub struct FetchedSummary {
 /// Walk a fetched record set: count records at or after `fetch_offset`,
 /// calling `on_ts(timestamp_ms, n)` with each record's CreateTime. A trailing
 /// partial batch (fetch size limit) is ignored. Errors only on malformed data.
+/// The offset to fetch after `data`: one past the last complete batch,
+/// read from batch headers only (what a consumer's fetcher needs before it
+/// can send its next request; the records are walked afterwards).
+pub fn next_fetch_offset(data: &[u8], fetch_offset: i64) -> i64 {
+    let mut next = fetch_offset;
+    let mut pos = 0usize;
+    while data.len() - pos >= HEADER_LEN {
+        let b = &data[pos..];
+        let batch_len = i32::from_be_bytes(b[8..12].try_into().unwrap());
+        if batch_len < (HEADER_LEN - 12) as i32 || batch_len as usize + 12 > b.len() {
+            break; // partial or bad: walk_record_set reports the latter
+        }
+        let base_offset = i64::from_be_bytes(b[0..8].try_into().unwrap());
+        let last_delta = i32::from_be_bytes(b[23..27].try_into().unwrap());
+        next = next.max(base_offset + i64::from(last_delta) + 1);
+        pos += batch_len as usize + 12;
+    }
+    next
+}
+
 pub fn walk_record_set(data: &Bytes, fetch_offset: i64, mut on_ts: impl FnMut(i64)) -> Result<FetchedSummary> {
     let mut s = FetchedSummary { next_offset: fetch_offset, ..Default::default() };
     let mut pos = 0usize;
@@ -415,5 +435,10 @@ mod tests {
         assert_eq!(s.wire_bytes as usize, b1.len() + b2.len());
         let empty = walk_record_set(&Bytes::new(), 7, |_| {}).unwrap();
         assert_eq!(empty.next_offset, 7);
+        // The header-only walk agrees, for every truncation of the set.
+        for cut in 0..=data.len() {
+            let full = walk_record_set(&data.slice(..cut), 105, |_| {}).unwrap().next_offset;
+            assert_eq!(next_fetch_offset(&data[..cut], 105), full, "cut at {cut}");
+        }
     }
 }

@@ -545,6 +545,13 @@ fn primary_secs(end: &Option<(Instant, Counts)>, m_start: Instant) -> f64 {
 }
 
 fn main() -> ExitCode {
+    // Large response and request buffers are reused from the malloc arenas
+    // instead of being mmapped, faulted in and unmapped each time.
+    // SAFETY: mallopt only sets allocator parameters; no other thread exists yet.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 64 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
+    }
     let args = Args::parse();
     if let Err(e) = args.validate() {
         eprintln!("error: {e:#}");

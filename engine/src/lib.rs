@@ -6,6 +6,7 @@
 //! partition log that drives a `SegmentFile` (glommio DMA files in production).
 
 pub mod batch;
+pub mod cache;
 pub mod cleaner;
 pub mod compaction;
 pub mod config;

@@ -21,10 +21,12 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
 
 use crate::batch::{self, BatchHeader};
+use crate::cache::CacheLedger;
 use crate::config::{FlushPolicy, LogConfig, TimestampType};
 use crate::io::{align_down, align_up, IoBuf, SegmentFile, SegmentStorage, IO_ALIGN};
 use crate::notify::{Doorbell, OffsetWatch};
@@ -51,6 +53,8 @@ const LOG_START_FILE: &str = "log-start-offset";
 /// A batch held in memory: queued for writing, then kept as read cache.
 #[derive(Clone, Debug)]
 pub struct CachedBatch {
+    /// Admission number in the shard's `CacheLedger`.
+    pub seq: u64,
     pub base_offset: i64,
     pub last_offset: i64,
     pub max_timestamp: i64,
@@ -107,7 +111,7 @@ pub struct PartitionLog<S: SegmentStorage> {
     /// Batches in memory, oldest first, contiguous and ending at next_offset.
     recent: VecDeque<CachedBatch>,
     recent_bytes: usize,
-    cache_budget_bytes: usize,
+    cache: Rc<CacheLedger>,
     /// The active segment's last partial block, rewritten by the next flush.
     carry: Vec<u8>,
     preallocated_to: u64,
@@ -126,14 +130,18 @@ pub struct PartitionLog<S: SegmentStorage> {
     pub flush_bell: Doorbell,
 }
 
+impl<S: SegmentStorage> Drop for PartitionLog<S> {
+    /// The shard's ledger stops counting this partition's cached batches.
+    fn drop(&mut self) {
+        for b in &self.recent {
+            self.cache.forget(b.seq);
+        }
+    }
+}
+
 impl<S: SegmentStorage + Clone> PartitionLog<S> {
     /// Opens (recovering) or creates the partition in `dir`.
-    pub async fn open(
-        storage: S,
-        dir: &Path,
-        config: LogConfig,
-        cache_budget_bytes: usize,
-    ) -> Result<Self, EngineError> {
+    pub async fn open(storage: S, dir: &Path, config: LogConfig, cache: Rc<CacheLedger>) -> Result<Self, EngineError> {
         if !dir.exists() {
             std::fs::create_dir_all(dir).map_err(|e| EngineError::Io {
                 op: "create partition dir",
@@ -190,7 +198,7 @@ impl<S: SegmentStorage + Clone> PartitionLog<S> {
             leader_epoch: 0,
             recent: VecDeque::new(),
             recent_bytes: 0,
-            cache_budget_bytes,
+            cache,
             carry,
             preallocated_to,
             poisoned: None,
@@ -265,9 +273,19 @@ impl<S: SegmentStorage + Clone> PartitionLog<S> {
     pub fn set_config(&mut self, config: LogConfig) {
         self.config = config;
     }
-    pub fn set_cache_budget(&mut self, bytes: usize) {
-        self.cache_budget_bytes = bytes;
-        self.evict_cache();
+    /// Drops cached batches the shard's ledger has retired (see `cache`).
+    /// Unwritten batches stay: they are the write queue.
+    pub fn evict_cache(&mut self) {
+        let below = self.cache.evict_below();
+        while self.recent.front().is_some_and(|b| b.seq < below && b.last_offset < self.written_offset) {
+            self.drop_oldest_cached();
+        }
+    }
+
+    fn drop_oldest_cached(&mut self) {
+        let b = self.recent.pop_front().expect("caller checked");
+        self.recent_bytes -= b.bytes.len();
+        self.cache.forget(b.seq);
     }
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -332,7 +350,9 @@ impl<S: SegmentStorage + Clone> PartitionLog<S> {
         self.producers.record(header.producer_id, header.producer_epoch, meta, now_ms);
         let bytes = raw.freeze();
         self.recent_bytes += bytes.len();
-        self.recent.push_back(CachedBatch { base_offset: base, last_offset: last, max_timestamp: max_ts, bytes });
+        let seq = self.cache.admit(bytes.len());
+        self.recent.push_back(CachedBatch { seq, base_offset: base, last_offset: last, max_timestamp: max_ts, bytes });
+        self.evict_cache();
         self.next_offset = last + 1;
         if self.config.flush_policy != FlushPolicy::Always {
             self.high_watermark.advance(self.next_offset);
@@ -349,18 +369,6 @@ impl<S: SegmentStorage + Clone> PartitionLog<S> {
             FlushPolicy::Always => unwritten || unsynced,
             FlushPolicy::Interval => unsynced && now_ms - self.last_sync_ms >= self.config.flush_ms as i64,
             FlushPolicy::Never => self.unwritten_bytes() >= 1 << 20,
-        }
-    }
-
-    fn evict_cache(&mut self) {
-        while self.recent_bytes > self.cache_budget_bytes {
-            match self.recent.front() {
-                Some(b) if b.last_offset < self.written_offset => {
-                    self.recent_bytes -= b.bytes.len();
-                    self.recent.pop_front();
-                }
-                _ => break,
-            }
         }
     }
 
@@ -611,7 +619,7 @@ impl<S: SegmentStorage + Clone> PartitionLog<S> {
 
     /// Plans a disk read: the segment file, the position to start at and how
     /// many bytes are valid there.
-    pub fn plan_disk_read(&self, offset: i64) -> Option<(std::rc::Rc<S::File>, u64, u64)> {
+    pub fn plan_disk_read(&self, offset: i64) -> Option<(Rc<S::File>, u64, u64)> {
         let (_, seg) = self.segments.range(..=offset).next_back()?;
         let (_, pos) = seg.index.lookup(offset);
         // Only bytes already written are readable from the file.
@@ -786,9 +794,8 @@ impl<S: SegmentStorage + Clone> PartitionLog<S> {
                 break;
             }
         }
-        while self.recent.front().map(|b| b.last_offset < self.log_start_offset).unwrap_or(false) {
-            let b = self.recent.pop_front().expect("present");
-            self.recent_bytes -= b.bytes.len();
+        while self.recent.front().is_some_and(|b| b.last_offset < self.log_start_offset) {
+            self.drop_oldest_cached();
         }
     }
 
@@ -850,7 +857,7 @@ impl<S: SegmentStorage + Clone> PartitionLog<S> {
     pub(crate) fn replace_sealed_segment(
         &mut self,
         base: i64,
-        file: std::rc::Rc<S::File>,
+        file: Rc<S::File>,
         size: u64,
         index: crate::index::OffsetIndex,
         time_index: crate::index::TimeIndex,
@@ -861,9 +868,8 @@ impl<S: SegmentStorage + Clone> PartitionLog<S> {
         seg.install_cleaned(file, size, index, time_index, max_timestamp)?;
         // Cached copies of the segment's old batches would keep serving the
         // uncompacted data: drop them (they are all written, and a prefix).
-        while self.recent.front().map(|b| b.last_offset < seg_end).unwrap_or(false) {
-            let b = self.recent.pop_front().expect("present");
-            self.recent_bytes -= b.bytes.len();
+        while self.recent.front().is_some_and(|b| b.last_offset < seg_end) {
+            self.drop_oldest_cached();
         }
         Ok(())
     }

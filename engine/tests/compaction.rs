@@ -41,7 +41,7 @@ fn record(i: usize) -> (String, Option<String>) {
 
 async fn open(dir: &Path, c: LogConfig) -> RefCell<Log> {
     probe_direct_io(Path::new(env!("CARGO_TARGET_TMPDIR"))).await.unwrap();
-    RefCell::new(Log::open(DmaStorage, dir, c, 1 << 10).await.unwrap())
+    RefCell::new(Log::open(DmaStorage, dir, c, ringbroker_engine::cache::CacheLedger::new(1 << 10)).await.unwrap())
 }
 
 async fn fill(log: &RefCell<Log>, n: usize) {

@@ -35,7 +35,7 @@ fn append(log: &RefCell<Log>, raw: &[u8], now: i64) -> (i64, i64) {
 
 async fn open(dir: &Path, cfg: LogConfig) -> RefCell<Log> {
     ringbroker_engine::io::probe_direct_io(Path::new(env!("CARGO_TARGET_TMPDIR"))).await.unwrap();
-    RefCell::new(Log::open(DmaStorage, dir, cfg, 1 << 20).await.unwrap())
+    RefCell::new(Log::open(DmaStorage, dir, cfg, ringbroker_engine::cache::CacheLedger::new(1 << 20)).await.unwrap())
 }
 
 /// Reads everything from `from` to the high watermark, via cache or disk.

@@ -90,8 +90,16 @@ fn check(fail_sync: bool) {
         let d = tempfile::tempdir_in(tmp).unwrap();
         let storage = FaultyStorage::default();
         let faults = storage.0.clone();
-        let log =
-            RefCell::new(PartitionLog::open(storage, d.path(), LogConfig::kafka_defaults(), 1 << 20).await.unwrap());
+        let log = RefCell::new(
+            PartitionLog::open(
+                storage,
+                d.path(),
+                LogConfig::kafka_defaults(),
+                ringbroker_engine::cache::CacheLedger::new(1 << 20),
+            )
+            .await
+            .unwrap(),
+        );
         let append = |tag: &str| {
             let raw = batch(tag);
             let h = validate_batch(&raw).unwrap();

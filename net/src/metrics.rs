@@ -48,6 +48,7 @@ pub struct ShardMetrics {
     pub connections_accepted: AtomicU64,
     pub partitions: AtomicI64,
     pub groups: AtomicI64,
+    pub cache_bytes: AtomicI64,
     pub flushes: AtomicU64,
     pub flush_latency: Histogram,
     pub requests: [AtomicU64; MAX_API_KEY],
@@ -69,6 +70,7 @@ impl ShardMetrics {
             connections_accepted: Default::default(),
             partitions: Default::default(),
             groups: Default::default(),
+            cache_bytes: Default::default(),
             flushes: Default::default(),
             flush_latency: Default::default(),
             request_errors: Default::default(),
@@ -123,7 +125,7 @@ pub fn render(shards: &[Arc<ShardMetrics>]) -> String {
     for (name, help, v) in counters {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
     }
-    let gauges: [(&str, &str, i64); 3] = [
+    let gauges: [(&str, &str, i64); 4] = [
         ("ringbroker_connections", "Open client connections", shards.iter().map(|s| s.connections.load(Relaxed)).sum()),
         (
             "ringbroker_partitions",
@@ -134,6 +136,11 @@ pub fn render(shards: &[Arc<ShardMetrics>]) -> String {
             "ringbroker_groups",
             "Consumer groups coordinated by this broker",
             shards.iter().map(|s| s.groups.load(Relaxed)).sum(),
+        ),
+        (
+            "ringbroker_batch_cache_bytes",
+            "Bytes of recent batches held in memory (write queue and read cache), sampled each second",
+            shards.iter().map(|s| s.cache_bytes.load(Relaxed)).sum(),
         ),
     ];
     for (name, help, v) in gauges {

@@ -124,6 +124,7 @@ async fn shard_main(
         inflight: Default::default(),
         producer_id_block: Cell::new((0, 0)),
         coordinators: Default::default(),
+        cache: ringbroker_engine::cache::CacheLedger::new(common.config.shards[id].tuning.batch_cache_bytes),
     });
     for rx in receivers {
         glommio::spawn_local(serve_peer(shard.clone(), rx)).detach();
@@ -170,6 +171,7 @@ async fn shard_main(
         }
     }
     glommio::spawn_local(shard.clone().housekeeping()).detach();
+    glommio::spawn_local(shard.clone().cache_sweep()).detach();
     glommio::spawn_local(crate::coordinator::timer_loop(shard.clone())).detach();
     glommio::spawn_local(crate::shard::cleaner_loop(shard.clone())).detach();
     // The accept loop is its own task and its accept is never cancelled: an

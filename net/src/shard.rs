@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use ringbroker_engine::cache::CacheLedger;
 use ringbroker_engine::config::{FlushPolicy, LogConfig};
 use ringbroker_engine::io::DmaStorage;
 use ringbroker_engine::log::PartitionLog;
@@ -60,6 +61,8 @@ pub struct Shard {
     pub producer_id_block: Cell<(i64, i64)>,
     /// Group coordinators of the `__consumer_offsets` partitions owned here.
     pub coordinators: RefCell<HashMap<i32, Rc<crate::coordinator::PartitionCoordinator>>>,
+    /// The batch-cache budget (`batch_cache_bytes`) shared by this shard's partitions.
+    pub cache: Rc<CacheLedger>,
 }
 
 /// The controller's shard.
@@ -96,10 +99,6 @@ impl Shard {
         })
     }
 
-    fn cache_budget_per_partition(&self, count: usize) -> usize {
-        (self.tuning.batch_cache_bytes / count.max(1)).max(256 << 10)
-    }
-
     /// Brings local partitions in line with `img`: opens new ones, drops
     /// deleted ones (removing their files), applies config changes.
     pub async fn install_metadata(self: &Rc<Self>, img: Arc<MetadataImage>) {
@@ -134,7 +133,6 @@ impl Shard {
             self.metrics.partitions.fetch_sub(1, Ordering::Relaxed);
         }
         *self.metadata.borrow_mut() = img.clone();
-        let total = wanted.len();
         for (topic, p, id) in wanted {
             let cfg = self.log_config(&img, &topic);
             if let Some(h) = self.partition(&topic, p) {
@@ -145,7 +143,7 @@ impl Shard {
                 continue;
             }
             let dir = partition_dir(&self.config.broker.data_dir, &topic, p);
-            match Log::open(DmaStorage, &dir, cfg, self.cache_budget_per_partition(total)).await {
+            match Log::open(DmaStorage, &dir, cfg, self.cache.clone()).await {
                 Ok(log) => {
                     let h = Rc::new(PartitionHandle {
                         topic: topic.clone(),
@@ -165,10 +163,6 @@ impl Shard {
                 }
                 Err(e) => tracing::error!(topic, partition = p, error = %e, "cannot open partition"),
             }
-        }
-        let budget = self.cache_budget_per_partition(self.partitions.borrow().len());
-        for h in self.partitions.borrow().values() {
-            h.log.borrow_mut().set_cache_budget(budget);
         }
     }
 
@@ -212,6 +206,20 @@ impl Shard {
     }
 
     /// Periodic retention and time-based roll of local partitions.
+    /// Partitions drop the cached batches the ledger retired when they
+    /// append or flush; this sweep reaches the ones that have gone idle, so
+    /// memory follows the budget within a second.
+    pub async fn cache_sweep(self: Rc<Self>) {
+        while !self.shutdown.load(Ordering::Relaxed) {
+            glommio::timer::sleep(Duration::from_secs(1)).await;
+            let parts: Vec<_> = self.partitions.borrow().values().cloned().collect();
+            for h in parts {
+                h.log.borrow_mut().evict_cache();
+            }
+            self.metrics.cache_bytes.store(self.cache.bytes() as i64, Ordering::Relaxed);
+        }
+    }
+
     pub async fn housekeeping(self: Rc<Self>) {
         let every = Duration::from_millis(self.config.broker.retention_check_interval_ms.min(30_000));
         while !self.shutdown.load(Ordering::Relaxed) {
