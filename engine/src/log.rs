@@ -282,6 +282,11 @@ impl<S: SegmentStorage + Clone> PartitionLog<S> {
         }
     }
 
+    /// Bytes of this partition's batches held in memory.
+    pub fn cached_bytes(&self) -> usize {
+        self.recent_bytes
+    }
+
     fn drop_oldest_cached(&mut self) {
         let b = self.recent.pop_front().expect("caller checked");
         self.recent_bytes -= b.bytes.len();

@@ -140,6 +140,48 @@ fn multi_chunk_flushes_land_in_order() {
     });
 }
 
+/// Partitions of a shard share one cache budget: a busy partition takes the
+/// memory of an idle one (oldest batches first), nothing unwritten is
+/// evicted, and a partition that is dropped stops counting.
+#[test]
+fn shard_cache_budget_is_shared_oldest_first() {
+    run(|| async {
+        let d = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+        ringbroker_engine::io::probe_direct_io(Path::new(env!("CARGO_TARGET_TMPDIR"))).await.unwrap();
+        let one = batch(1, "v", 1).len();
+        let ledger = ringbroker_engine::cache::CacheLedger::new(10 * one);
+        let cfg = LogConfig::kafka_defaults();
+        let idle =
+            RefCell::new(Log::open(DmaStorage, &d.path().join("idle"), cfg.clone(), ledger.clone()).await.unwrap());
+        let busy =
+            RefCell::new(Log::open(DmaStorage, &d.path().join("busy"), cfg.clone(), ledger.clone()).await.unwrap());
+        for i in 0..4 {
+            append(&idle, &batch(1, "v", i), 0);
+        }
+        Log::flush_once(&idle, 0, false).await.unwrap();
+        for i in 0..6 {
+            append(&busy, &batch(1, "v", i), 0);
+        }
+        assert_eq!(ledger.bytes(), 10 * one, "exactly at budget");
+        // Unwritten batches of `busy` push the ledger over budget: the oldest
+        // (idle's, written) retire; busy's own stay until written.
+        for i in 6..12 {
+            append(&busy, &batch(1, "v", i), 0);
+        }
+        assert!(ledger.bytes() <= 10 * one);
+        idle.borrow_mut().evict_cache(); // what the shard's sweep does
+        assert_eq!(idle.borrow().cached_bytes(), 0, "the idle partition's batches went first");
+        assert_eq!(busy.borrow().cached_bytes(), 12 * one, "unwritten batches are never evicted");
+        assert!(idle.borrow().read_cached(0, 1 << 20).is_none(), "idle reads now go to disk");
+        Log::flush_once(&busy, 0, false).await.unwrap();
+        assert_eq!(busy.borrow().cached_bytes(), 10 * one, "once written, busy keeps the newest 10");
+        assert_eq!(read_all(&busy, 0).await.len(), 12, "evicted batches are read from disk");
+        assert_eq!(read_all(&idle, 0).await.len(), 4);
+        drop(busy);
+        assert_eq!(ledger.bytes(), 0, "a dropped partition stops counting");
+    });
+}
+
 #[test]
 fn torn_tail_of_every_length_is_truncated_on_recovery() {
     run(|| async {
