@@ -37,6 +37,7 @@ pub fn run(config: BrokerConfig) -> anyhow::Result<()> {
     let data_dir = config.broker.data_dir.clone();
     std::fs::create_dir_all(&data_dir).with_context(|| format!("creating data dir {}", data_dir.display()))?;
     let _lock = lock_data_dir(&data_dir)?;
+    ensure_port_free(config.listen)?;
     raise_open_file_limit();
     let store =
         MetadataStore::open(&data_dir).with_context(|| format!("opening metadata in {}", data_dir.display()))?;
@@ -225,6 +226,23 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
 /// The client listener of one shard: SO_REUSEPORT so every shard binds the
 /// same address and the kernel spreads connections. Also returns a dup of the
 /// socket, used to wake the accept loop at shutdown.
+/// Every shard binds the client port with SO_REUSEPORT, and so could a
+/// second broker started by the same user on the same port: the kernel would
+/// then split new connections between the two processes, silently. A plain
+/// bind (no SO_REUSEPORT) fails if anyone listens there, so try one first
+/// and refuse to start, the way a single-listener broker would.
+fn ensure_port_free(addr: std::net::SocketAddr) -> anyhow::Result<()> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    if addr.port() == 0 {
+        return Ok(());
+    }
+    let domain = if addr.is_ipv6() { Domain::IPV6 } else { Domain::IPV4 };
+    let sk = Socket::new(domain, Type::STREAM, Some(Protocol::TCP)).context("creating probe socket")?;
+    sk.set_reuse_address(true).context("SO_REUSEADDR")?;
+    sk.bind(&addr.into()).with_context(|| format!("{addr} is already in use (another broker listening there?)"))?;
+    Ok(())
+}
+
 fn bind_reuseport(addr: std::net::SocketAddr) -> anyhow::Result<(TcpListener, std::os::fd::RawFd)> {
     use socket2::{Domain, Protocol, Socket, Type};
     use std::os::fd::{FromRawFd, IntoRawFd};

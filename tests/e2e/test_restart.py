@@ -100,3 +100,23 @@ def test_clean_stop_exit_code_and_deleted_topic_stays_deleted(broker):
     names = admin_client(bs).list_topics(timeout=30).topics
     assert keep in names and gone not in names
     assert [r.value for r in consume_all(bs, keep, [0])[0]] == [b"1"]
+
+
+def test_second_broker_on_the_same_port_refuses_to_start(broker, tmp_path):
+    """Shards listen with SO_REUSEPORT; a second broker on the same port must
+    not silently share the port's connections: it fails at start, naming it."""
+    import subprocess
+
+    from conftest import Broker
+
+    other = Broker(tmp_path, name="second")
+    cmd = other.command()
+    cmd[cmd.index("--listen") + 1] = broker.bootstrap
+    r = subprocess.run(cmd, capture_output=True, timeout=30, cwd=str(tmp_path))
+    assert r.returncode != 0
+    assert "already in use" in r.stderr.decode(), r.stderr.decode()[-2000:]
+    # The running broker still owns every connection.
+    t = unique_topic("still-here")
+    create_topic(broker.bootstrap, t, 1)
+    produce_all(broker.bootstrap, t, [{"partition": 0, "value": b"v%d" % i} for i in range(10)])
+    assert watermarks(broker.bootstrap, t, 0) == (0, 10)
