@@ -1,6 +1,7 @@
 //! `ringbroker`: the broker (`serve`) and a command-line Kafka client
 //! (`topic`, `produce`, `consume`) in one binary.
 
+use std::io::Write;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
@@ -58,6 +59,11 @@ fn main() {
                         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
                 )
                 .with_writer(std::io::stderr)
+                // A full disk under the log file must not take the broker
+                // down: by default a failed log write is reported with
+                // eprintln!, which panics (and panic=abort) when stderr
+                // itself cannot be written. Log lines are lost instead.
+                .log_internal_errors(false)
                 .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
                 .init();
             let ov = ringbroker_net::config::Overrides { listen, data_dir, admin_listen };
@@ -80,7 +86,8 @@ fn main() {
         Command::Consume(args) => ringbroker_cli::run_consume(&cli.bootstrap, args),
     };
     if let Err(e) = result {
-        eprintln!("ringbroker: {e:#}");
+        // Not eprintln!: it panics if stderr cannot be written.
+        let _ = writeln!(std::io::stderr(), "ringbroker: {e:#}");
         std::process::exit(1);
     }
 }

@@ -522,12 +522,19 @@ impl<S: SegmentStorage + Clone> PartitionLog<S> {
                 }
             };
             if let Some(to) = prealloc {
-                file.preallocate(to).await.map_err(|e| EngineError::Io {
-                    op: "preallocate",
-                    path: file.path().to_path_buf(),
-                    source: e,
-                })?;
-                this.borrow_mut().preallocated_to = to;
+                // Reserving is an optimisation: when the step does not fit
+                // (a nearly full disk), write without it. The write itself
+                // then fails only if the data really does not fit, and that
+                // poisons the partition; failing here would refuse data the
+                // disk still had room for.
+                match file.preallocate(to).await {
+                    Ok(()) => this.borrow_mut().preallocated_to = to,
+                    Err(e) => {
+                        // Not again for this segment (one warning, no retry per flush).
+                        this.borrow_mut().preallocated_to = u64::MAX;
+                        tracing::warn!(path = %file.path().display(), error = %e, "preallocation failed; writing without it");
+                    }
+                }
             }
             // The chunks cover disjoint aligned ranges, so they may complete in
             // any order: a crash can leave a hole, and recovery keeps only the

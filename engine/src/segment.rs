@@ -99,7 +99,11 @@ impl<F: SegmentFile> Segment<F> {
         let file = storage.open(&path, true).await.map_err(|e| io_err("create segment", &path, e))?;
         file.truncate(0).await.map_err(|e| io_err("truncate", &path, e))?;
         if preallocate > 0 {
-            file.preallocate(preallocate).await.map_err(|e| io_err("preallocate", &path, e))?;
+            // Only an optimisation (see PartitionLog::write_pending): a disk
+            // too full to reserve may still take the data.
+            if let Err(e) = file.preallocate(preallocate).await {
+                tracing::warn!(path = %path.display(), error = %e, "preallocation failed; writing without it");
+            }
         }
         // Stale index files from an earlier life of this base offset must not survive.
         for p in [index_path(dir, base_offset), time_index_path(dir, base_offset)] {
