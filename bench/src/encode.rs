@@ -253,9 +253,6 @@ pub struct FetchedSummary {
     pub next_offset: i64,
 }
 
-/// Walk a fetched record set: count records at or after `fetch_offset`,
-/// calling `on_ts(timestamp_ms, n)` with each record's CreateTime. A trailing
-/// partial batch (fetch size limit) is ignored. Errors only on malformed data.
 /// The offset to fetch after `data`: one past the last complete batch,
 /// read from batch headers only (what a consumer's fetcher needs before it
 /// can send its next request; the records are walked afterwards).
@@ -276,6 +273,9 @@ pub fn next_fetch_offset(data: &[u8], fetch_offset: i64) -> i64 {
     next
 }
 
+/// Walk a fetched record set: count records at or after `fetch_offset`,
+/// calling `on_ts(timestamp_ms, n)` with each record's CreateTime. A trailing
+/// partial batch (fetch size limit) is ignored. Errors only on malformed data.
 pub fn walk_record_set(data: &Bytes, fetch_offset: i64, mut on_ts: impl FnMut(i64)) -> Result<FetchedSummary> {
     let mut s = FetchedSummary { next_offset: fetch_offset, ..Default::default() };
     let mut pos = 0usize;

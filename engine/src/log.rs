@@ -8,10 +8,11 @@
 //!   batch — assigns offsets, stamps the batch and queues it in `recent`, the
 //!   in-memory tail that is both the write queue and the batch cache.
 //! - the partition's flusher task (`flush_once`) takes everything queued,
-//!   copies it once into an aligned buffer behind the last partial block of the
-//!   active segment, writes it with O_DIRECT, and fdatasyncs according to the
-//!   flush policy. Appends that arrive during a flush are taken by the next one:
-//!   that is the group commit.
+//!   copies it once into aligned 1 MiB buffers starting at the last partial
+//!   block of the active segment, writes them with O_DIRECT (all at once),
+//!   and fdatasyncs according to the flush policy. Appends that arrive during
+//!   a flush are taken by the next one: that is the group commit. Rolls and
+//!   close take turns with flushes (`with_flush_turn`).
 //! - producers that need durability await `durable` reaching their last offset.
 //!
 //! Offsets, in order: log_start <= high_watermark <= next_offset, and
@@ -434,29 +435,60 @@ impl<S: SegmentStorage + Clone> PartitionLog<S> {
     }
 
     /// One flush: write everything queued (rolling segments as needed), then
-    /// fdatasync if the policy says so. Run only by the partition's flusher task.
+    /// fdatasync if the policy says so. Waits for a flush, roll or close
+    /// already running on this partition (see `with_flush_turn`).
     pub async fn flush_once(this: &std::cell::RefCell<Self>, now_ms: i64, force_sync: bool) -> Result<(), EngineError> {
-        {
-            let mut s = this.borrow_mut();
-            if s.flushing {
-                return Ok(());
+        Self::with_flush_turn(this, Self::flush_inner(this, now_ms, force_sync)).await
+    }
+
+    /// Runs `work` as the only flush-like operation of the partition:
+    /// flushes, time-based rolls and close take turns. A flush round records
+    /// its batches against the active segment after its writes complete, so
+    /// nothing may roll or seal that segment meanwhile: a roll that slipped
+    /// in between (it used to, when a housekeeping roll found the flusher
+    /// busy and went ahead) indexed the batches into the new segment while
+    /// their bytes were in the old one, past its sealed end, and recovery
+    /// then dropped acknowledged data. Waiters poll; turns are short and
+    /// contention is rare (housekeeping rolls and shutdown). A failure
+    /// poisons the partition.
+    async fn with_flush_turn(
+        this: &std::cell::RefCell<Self>,
+        work: impl std::future::Future<Output = Result<(), EngineError>>,
+    ) -> Result<(), EngineError> {
+        loop {
+            {
+                let mut s = this.borrow_mut();
+                if let Some(r) = &s.poisoned {
+                    return Err(EngineError::Poisoned(r.clone()));
+                }
+                if !s.flushing {
+                    s.flushing = true;
+                    break;
+                }
             }
-            if let Some(r) = &s.poisoned {
-                return Err(EngineError::Poisoned(r.clone()));
-            }
-            s.flushing = true;
+            glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
         }
-        let res = Self::flush_inner(this, now_ms, force_sync).await;
+        let res = work.await;
         let mut s = this.borrow_mut();
         s.flushing = false;
         match res {
             Ok(()) => Ok(()),
+            Err(e @ EngineError::Poisoned(_)) => Err(e),
             Err(e) => Err(s.poison(e.to_string())),
         }
     }
 
     async fn flush_inner(this: &std::cell::RefCell<Self>, now_ms: i64, force_sync: bool) -> Result<(), EngineError> {
-        Self::write_pending(this, now_ms).await?;
+        if let Err(e) = Self::write_pending(this, now_ms).await {
+            // Rounds before the failing one were written in full (a disk that
+            // fills up fails the last one): make them durable, so what fitted
+            // is acknowledged, then fail (the caller poisons the partition).
+            let target = this.borrow().written_offset;
+            if this.borrow().durable.get() < target {
+                let _ = Self::sync_to(this, now_ms, target).await;
+            }
+            return Err(e);
+        }
         let need_sync = {
             let s = this.borrow();
             s.durable.get() < s.written_offset && (force_sync || s.config.flush_policy != FlushPolicy::Never)
@@ -538,8 +570,9 @@ impl<S: SegmentStorage + Clone> PartitionLog<S> {
             }
             // The chunks cover disjoint aligned ranges, so they may complete in
             // any order: a crash can leave a hole, and recovery keeps only the
-            // valid prefix, which is all that was ever acknowledged (nothing
-            // here is synced yet).
+            // valid prefix. Nothing here is synced (or, under flush=always,
+            // acknowledged) yet, and the index tail is persisted below only
+            // after every chunk completed, so no index entry points past a hole.
             let writes = bufs.into_iter().enumerate().map(|(i, buf)| {
                 let file = &file;
                 async move { file.write_at(buf, write_pos + (i * WRITE_CHUNK_BYTES) as u64).await }
@@ -893,15 +926,20 @@ impl<S: SegmentStorage + Clone> PartitionLog<S> {
     }
 
     pub async fn roll_now(this: &std::cell::RefCell<Self>, now_ms: i64) -> Result<(), EngineError> {
-        Self::flush_once(this, now_ms, true).await?;
-        if this.borrow().segments.values().next_back().map(|s| s.size > 0).unwrap_or(false) {
-            Self::roll(this, now_ms).await?;
-        }
-        Ok(())
+        Self::with_flush_turn(this, async {
+            Self::flush_inner(this, now_ms, true).await?;
+            if this.borrow().segments.values().next_back().map(|s| s.size > 0).unwrap_or(false) {
+                Self::roll(this, now_ms).await?;
+            }
+            Ok(())
+        })
+        .await
     }
 
     /// Clean shutdown: write and sync everything, persist indexes.
     pub async fn close(this: &std::cell::RefCell<Self>, now_ms: i64) -> Result<(), EngineError> {
+        // Waits for a flush round in progress, so everything it wrote is
+        // synced and indexed before the files are closed.
         Self::flush_once(this, now_ms, true).await?;
         let mut s = this.borrow_mut();
         for seg in s.segments.values_mut() {

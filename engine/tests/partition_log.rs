@@ -182,6 +182,50 @@ fn shard_cache_budget_is_shared_oldest_first() {
     });
 }
 
+/// A roll requested while a flush round is writing (a housekeeping
+/// `segment.ms` roll, or close at shutdown) waits for the round: the round
+/// indexes its batches against the segment it wrote them to. Rolling in
+/// between used to index them into the new segment and lose them at recovery.
+#[test]
+fn roll_waits_for_a_flush_round_in_progress() {
+    run(|| async {
+        let d = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+        let cfg = LogConfig::kafka_defaults();
+        let log = std::rc::Rc::new(open(d.path(), cfg.clone()).await);
+        // Something already written, so the active segment can be rolled.
+        let mut expected = vec![append(&log, &batch(1, "first", 999), 0)];
+        Log::flush_once(&log, 0, false).await.unwrap();
+        for i in 0..40 {
+            let value = vec![b'a' + (i % 26) as u8; 100_000];
+            let raw = build_batch(
+                0,
+                1000,
+                &[RecordSpec { key: None, value: Some(&value), headers: vec![], timestamp_delta: 0 }],
+            );
+            expected.push(append(&log, &raw, 0));
+        }
+        let flusher = {
+            let log = log.clone();
+            glommio::spawn_local(async move { Log::flush_once(&log, 0, false).await })
+        };
+        // Let the round start: it is now waiting for its writes.
+        futures_lite::future::yield_now().await;
+        Log::roll_now(&log, 0).await.unwrap();
+        flusher.await.unwrap();
+        append(&log, &batch(2, "after-roll", 2000), 0);
+        Log::flush_once(&log, 0, false).await.unwrap();
+        expected.push((41, 42));
+        let got = read_all(&log, 0).await;
+        assert_eq!(got.iter().map(|h| (h.base_offset, h.last_offset())).collect::<Vec<_>>(), expected);
+        drop(got);
+        let log = std::rc::Rc::try_unwrap(log).ok().expect("no other owner");
+        drop(log); // no close: recovery must find every synced batch
+        let log = open(d.path(), cfg).await;
+        let got = read_all(&log, 0).await;
+        assert_eq!(got.iter().map(|h| (h.base_offset, h.last_offset())).collect::<Vec<_>>(), expected);
+    });
+}
+
 #[test]
 fn torn_tail_of_every_length_is_truncated_on_recovery() {
     run(|| async {

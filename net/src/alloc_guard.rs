@@ -30,8 +30,10 @@ pub struct GuardedAlloc;
 /// (request frames, stamped batches, the flusher's aligned write chunks) are
 /// allocated and freed at the request rate, so each one paid page faults,
 /// page zeroing and an munmap: 18% of broker CPU in a 1 KiB produce profile.
-/// Keep them in the malloc arenas instead (frames up to 64 MiB), and return
-/// free memory to the system only past 256 MiB of it.
+/// Keep them in the malloc arenas instead (frames up to 64 MiB). The price:
+/// freed memory is returned to the system only when more than 256 MiB of it
+/// sits at the top of an arena's heap, so after a burst of large requests
+/// the process can keep some of that memory (fragmented) until reused.
 ///
 /// Call once at start, before other threads exist.
 pub fn keep_large_buffers_in_arenas() {

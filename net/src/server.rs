@@ -29,8 +29,15 @@ struct Common {
     metrics: Vec<Arc<ShardMetrics>>,
     shutdown: Arc<AtomicBool>,
     ready: Arc<AtomicUsize>,
+    /// The client port re-checked just before the shards bind it:
+    /// PORT_UNCHECKED, PORT_FREE or PORT_TAKEN.
+    port: Arc<std::sync::atomic::AtomicU8>,
     drained: Arc<AtomicUsize>,
 }
+
+const PORT_UNCHECKED: u8 = 0;
+const PORT_FREE: u8 = 1;
+const PORT_TAKEN: u8 = 2;
 
 /// Runs the broker until SIGTERM/SIGINT. Blocks the calling thread.
 pub fn run(config: BrokerConfig) -> anyhow::Result<()> {
@@ -56,6 +63,7 @@ pub fn run(config: BrokerConfig) -> anyhow::Result<()> {
         metrics: (0..n).map(|_| ShardMetrics::new()).collect(),
         shutdown,
         ready: Arc::new(AtomicUsize::new(0)),
+        port: Arc::new(std::sync::atomic::AtomicU8::new(PORT_UNCHECKED)),
         drained: Arc::new(AtomicUsize::new(0)),
     });
     tracing::info!(shards = n, listen = %common.config.listen, data_dir = %data_dir.display(), "starting ringbroker");
@@ -162,6 +170,20 @@ async fn shard_main(
     while common.ready.load(Ordering::SeqCst) < n {
         glommio::timer::sleep(Duration::from_millis(2)).await;
     }
+    // `run` checked the port before recovery, which can take minutes; check
+    // again now, once, just before every shard binds it.
+    if id == 0 {
+        let free = ensure_port_free(common.config.listen);
+        common.port.store(if free.is_ok() { PORT_FREE } else { PORT_TAKEN }, Ordering::SeqCst);
+        free?;
+    }
+    loop {
+        match common.port.load(Ordering::SeqCst) {
+            PORT_FREE => break,
+            PORT_TAKEN => anyhow::bail!("{} is already in use", common.config.listen),
+            _ => glommio::timer::sleep(Duration::from_millis(2)).await,
+        }
+    }
 
     let (listener, wake_fd) = bind_reuseport(common.config.listen)?;
     if id == 0 {
@@ -223,26 +245,49 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
     }
 }
 
-/// The client listener of one shard: SO_REUSEPORT so every shard binds the
-/// same address and the kernel spreads connections. Also returns a dup of the
-/// socket, used to wake the accept loop at shutdown.
 /// Every shard binds the client port with SO_REUSEPORT, and so could a
 /// second broker started by the same user on the same port: the kernel would
-/// then split new connections between the two processes, silently. A plain
-/// bind (no SO_REUSEPORT) fails if anyone listens there, so try one first
-/// and refuse to start, the way a single-listener broker would.
+/// then split new connections between the two processes, silently. So refuse
+/// to start if a broker already answers there, the way a single-listener
+/// broker would fail to bind.
+///
+/// It has to be a protocol-level check. A probe bind without SO_REUSEPORT
+/// fails after any SIGKILL (the old connections still hold the port), and a
+/// bare TCP connect succeeds for a while after one: a killed io_uring
+/// process's listening socket lives on, accepting into its backlog, until the
+/// kernel tears its ring down. Only a live broker answers ApiVersions.
 fn ensure_port_free(addr: std::net::SocketAddr) -> anyhow::Result<()> {
-    use socket2::{Domain, Protocol, Socket, Type};
+    use std::io::{Read, Write};
     if addr.port() == 0 {
         return Ok(());
     }
-    let domain = if addr.is_ipv6() { Domain::IPV6 } else { Domain::IPV4 };
-    let sk = Socket::new(domain, Type::STREAM, Some(Protocol::TCP)).context("creating probe socket")?;
-    sk.set_reuse_address(true).context("SO_REUSEADDR")?;
-    sk.bind(&addr.into()).with_context(|| format!("{addr} is already in use (another broker listening there?)"))?;
-    Ok(())
+    let mut target = addr;
+    if target.ip().is_unspecified() {
+        target.set_ip(if addr.is_ipv6() {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        });
+    }
+    // Refused (nobody listens), unreachable or timed out: ours to bind.
+    let Ok(mut s) = std::net::TcpStream::connect_timeout(&target, Duration::from_secs(1)) else { return Ok(()) };
+    // A connect to a free port in the ephemeral range can connect to itself.
+    if s.local_addr().ok() == s.peer_addr().ok() {
+        return Ok(());
+    }
+    // ApiVersions v0, correlation id 1, null client id.
+    let request = [0, 0, 0, 10, 0, 18, 0, 0, 0, 0, 0, 1, 0xff, 0xff];
+    let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+    let mut reply = [0u8; 4];
+    match s.write_all(&request).and_then(|()| s.read(&mut reply)) {
+        Ok(n) if n > 0 => anyhow::bail!("{addr} is already in use: a broker answers there"),
+        _ => Ok(()),
+    }
 }
 
+/// The client listener of one shard: SO_REUSEPORT so every shard binds the
+/// same address and the kernel spreads connections. Also returns a dup of the
+/// socket, used to wake the accept loop at shutdown.
 fn bind_reuseport(addr: std::net::SocketAddr) -> anyhow::Result<(TcpListener, std::os::fd::RawFd)> {
     use socket2::{Domain, Protocol, Socket, Type};
     use std::os::fd::{FromRawFd, IntoRawFd};

@@ -205,7 +205,6 @@ impl Shard {
         }
     }
 
-    /// Periodic retention and time-based roll of local partitions.
     /// Partitions drop the cached batches the ledger retired when they
     /// append or flush; this sweep reaches the ones that have gone idle, so
     /// memory follows the budget within a second.
@@ -213,13 +212,19 @@ impl Shard {
         while !self.shutdown.load(Ordering::Relaxed) {
             glommio::timer::sleep(Duration::from_secs(1)).await;
             let parts: Vec<_> = self.partitions.borrow().values().cloned().collect();
+            let mut held = 0;
             for h in parts {
-                h.log.borrow_mut().evict_cache();
+                let mut log = h.log.borrow_mut();
+                log.evict_cache();
+                held += log.cached_bytes();
             }
-            self.metrics.cache_bytes.store(self.cache.bytes() as i64, Ordering::Relaxed);
+            // What is really in memory, including unwritten batches (never
+            // evicted) beyond the ledger's budget.
+            self.metrics.cache_bytes.store(held as i64, Ordering::Relaxed);
         }
     }
 
+    /// Periodic retention and time-based roll of local partitions.
     pub async fn housekeeping(self: Rc<Self>) {
         let every = Duration::from_millis(self.config.broker.retention_check_interval_ms.min(30_000));
         while !self.shutdown.load(Ordering::Relaxed) {
