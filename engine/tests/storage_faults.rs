@@ -18,7 +18,10 @@ use ringbroker_engine::EngineError;
 #[derive(Clone, Default)]
 struct Faults {
     fail_writes: Rc<Cell<bool>>,
+    /// Fail only the write at this position (one chunk of a round).
+    fail_write_at: Rc<Cell<Option<u64>>>,
     fail_syncs: Rc<Cell<bool>>,
+    fail_preallocate: Rc<Cell<bool>>,
     writes: Rc<Cell<usize>>,
     syncs: Rc<Cell<usize>>,
 }
@@ -38,7 +41,7 @@ impl SegmentFile for FaultyFile {
     }
     async fn write_at(&self, buf: Self::Buf, pos: u64) -> io::Result<()> {
         self.faults.writes.set(self.faults.writes.get() + 1);
-        if self.faults.fail_writes.get() {
+        if self.faults.fail_writes.get() || self.faults.fail_write_at.get() == Some(pos) {
             return Err(io::Error::other("injected write failure"));
         }
         self.inner.write_at(buf, pos).await
@@ -57,6 +60,9 @@ impl SegmentFile for FaultyFile {
         self.inner.truncate(len).await
     }
     async fn preallocate(&self, len: u64) -> io::Result<()> {
+        if self.faults.fail_preallocate.get() {
+            return Err(io::Error::other("injected fallocate failure (ENOSPC)"));
+        }
         self.inner.preallocate(len).await
     }
     async fn size(&self) -> io::Result<u64> {
@@ -142,4 +148,97 @@ fn failed_write_poisons_the_partition() {
 #[test]
 fn failed_fdatasync_poisons_the_partition() {
     check(true);
+}
+
+/// One chunk of a multi-chunk round fails: the partition is poisoned, nothing
+/// of that round is acknowledged, rounds before it are, and after a restart
+/// the log holds every acknowledged batch followed only by whole batches.
+#[test]
+fn failed_chunk_write_poisons_and_keeps_earlier_rounds() {
+    run(|| async {
+        let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        probe_direct_io(tmp).await.unwrap();
+        let d = tempfile::tempdir_in(tmp).unwrap();
+        let storage = FaultyStorage::default();
+        let faults = storage.0.clone();
+        let log = RefCell::new(
+            PartitionLog::open(
+                storage,
+                d.path(),
+                LogConfig::kafka_defaults(),
+                ringbroker_engine::cache::CacheLedger::new(64 << 20),
+            )
+            .await
+            .unwrap(),
+        );
+        let append = |n: usize| {
+            let v = vec![b'x'; n];
+            let raw =
+                build_batch(0, 1, &[RecordSpec { key: None, value: Some(&v), headers: vec![], timestamp_delta: 0 }]);
+            let h = validate_batch(&raw).unwrap();
+            log.borrow_mut().append(BytesMut::from(&raw[..]), &h, 0).unwrap();
+        };
+        append(100);
+        PartitionLog::flush_once(&log, 0, false).await.unwrap();
+        assert_eq!(log.borrow().durable.get(), 1);
+        // ~3 MiB more: the next round is four chunks; the second one fails.
+        for _ in 0..30 {
+            append(100_000);
+        }
+        faults.fail_write_at.set(Some(1 << 20));
+        let durable = log.borrow().durable.clone();
+        let waiter = durable.wait_for(31);
+        assert!(PartitionLog::flush_once(&log, 0, false).await.is_err());
+        assert!(waiter.await.is_err(), "the failed round is not acknowledged");
+        assert_eq!(log.borrow().durable.get(), 1);
+        assert!(log.borrow().poisoned().is_some());
+        drop(log);
+        faults.fail_write_at.set(None);
+        let log = RefCell::new(
+            PartitionLog::open(
+                FaultyStorage(faults.clone()),
+                d.path(),
+                LogConfig::kafka_defaults(),
+                ringbroker_engine::cache::CacheLedger::new(64 << 20),
+            )
+            .await
+            .unwrap(),
+        );
+        let next = log.borrow().next_offset();
+        assert!(next >= 1, "the acknowledged batch survives");
+        assert!(next < 31, "nothing past the hole the failed chunk left is recovered");
+    });
+}
+
+/// A disk too full to reserve the next preallocation step still takes the
+/// data: the round writes without the reservation and is acknowledged.
+#[test]
+fn failed_preallocation_does_not_fail_the_write() {
+    run(|| async {
+        let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        probe_direct_io(tmp).await.unwrap();
+        let d = tempfile::tempdir_in(tmp).unwrap();
+        let storage = FaultyStorage::default();
+        storage.0.fail_preallocate.set(true);
+        let log = RefCell::new(
+            PartitionLog::open(
+                storage,
+                d.path(),
+                LogConfig::kafka_defaults(),
+                ringbroker_engine::cache::CacheLedger::new(64 << 20),
+            )
+            .await
+            .unwrap(),
+        );
+        for i in 0..40 {
+            let v = vec![b'a' + (i % 26) as u8; 100_000];
+            let raw =
+                build_batch(0, 1, &[RecordSpec { key: None, value: Some(&v), headers: vec![], timestamp_delta: 0 }]);
+            let h = validate_batch(&raw).unwrap();
+            log.borrow_mut().append(BytesMut::from(&raw[..]), &h, 0).unwrap();
+        }
+        PartitionLog::flush_once(&log, 0, false).await.unwrap();
+        assert_eq!(log.borrow().durable.get(), 40);
+        assert!(log.borrow().poisoned().is_none());
+    });
 }

@@ -46,7 +46,7 @@ def _fill(path):
 def _produce(bootstrap, topic, n, size):
     from confluent_kafka import Producer
 
-    p = Producer({"bootstrap.servers": bootstrap, "acks": "1", "message.timeout.ms": 5000,
+    p = Producer({"bootstrap.servers": bootstrap, "acks": "1", "message.timeout.ms": 15000,
                   "linger.ms": 5, "enable.idempotence": False})
     ok, failed = [], []
 
@@ -74,25 +74,35 @@ def test_full_disk_fails_produce_cleanly_and_keeps_acknowledged_data(small_fs):
         create_topic(b.bootstrap, topic, 2)
         later = unique_topic("full-later")
         create_topic(b.bootstrap, later, 2)
-        # ~96 MB into the ~70 MB left (50 offsets partitions preallocate 1 MiB each).
-        ok, failed = _produce(b.bootstrap, topic, 1500, 64 << 10)
+        # ~6 MB: fits (50 offsets partitions preallocate 1 MiB each of the 128).
+        ok, failed = _produce(b.bootstrap, topic, 100, 64 << 10)
+        assert not failed and len(ok) == 100, repr(sorted({str(e) for e, *_ in failed})[:5]) + "\n" + b.log_tail()
+        # ~96 MB more into the ~65 MB left: the tail must fail, cleanly.
+        ok2, failed2 = _produce(b.bootstrap, topic, 1500, 64 << 10)
         assert b.is_running(), "the broker survived the disk filling up\n" + b.log_tail()
-        assert ok, "some records fit before the disk filled"
-        assert failed, "a full disk must fail some produce requests"
-        codes = {str(err) for err, *_ in failed}
+        assert failed2, "a full disk must fail some produce requests"
+        codes = {str(err) for err, *_ in failed2}
         assert any("STORAGE" in c or "TIMED_OUT" in c for c in codes), codes
         # Now also the log file's filesystem is full. Writing to partitions
         # that were healthy until now poisons them, and the broker logs
         # errors it cannot write.
         _fill(small_fs / "filler")
-        _, failed_more = _produce(b.bootstrap, later, 100, 64 << 10)
-        assert failed_more
+        # Also the last page of the broker's log file, so its next line fails.
+        with open(b.log_path, "ab", buffering=0) as f:
+            try:
+                while True:
+                    f.write(b"\n" * 512)
+                    f.flush()
+            except OSError:
+                pass
+        _, failed3 = _produce(b.bootstrap, later, 100, 64 << 10)
+        assert failed3
         assert b.is_running(), "the broker survived a full disk under its own log\n" + b.log_tail()
         assert kwire.api_versions(b.host, b.port, version=0, timeout=5.0).error_code == 0
         # Every acknowledged record is there, with its value.
         got = consume_all(b.bootstrap, topic, [0, 1], timeout=60)
         stored = {(p, r.offset): r.value for p, recs in got.items() for r in recs}
-        for _, p, off, value in ok:
+        for _, p, off, value in ok + ok2:
             assert stored.get((p, off)) == value, f"acknowledged record {p}/{off} lost"
     finally:
         (small_fs / "filler").unlink(missing_ok=True)
