@@ -150,6 +150,18 @@ fn failed_fdatasync_poisons_the_partition() {
     check(true);
 }
 
+async fn open_log(storage: FaultyStorage, dir: &Path) -> RefCell<PartitionLog<FaultyStorage>> {
+    let cache = ringbroker_engine::cache::CacheLedger::new(64 << 20);
+    RefCell::new(PartitionLog::open(storage, dir, LogConfig::kafka_defaults(), cache).await.unwrap())
+}
+
+/// Appends one batch holding one record with `value`.
+fn append_value(log: &RefCell<PartitionLog<FaultyStorage>>, value: &[u8]) {
+    let raw = build_batch(0, 1, &[RecordSpec { key: None, value: Some(value), headers: vec![], timestamp_delta: 0 }]);
+    let h = validate_batch(&raw).unwrap();
+    log.borrow_mut().append(BytesMut::from(&raw[..]), &h, 0).unwrap();
+}
+
 /// One chunk of a multi-chunk round fails: the partition is poisoned, nothing
 /// of that round is acknowledged, rounds before it are, and after a restart
 /// the log holds every acknowledged batch followed only by whole batches.
@@ -161,23 +173,8 @@ fn failed_chunk_write_poisons_and_keeps_earlier_rounds() {
         let d = tempfile::tempdir_in(tmp).unwrap();
         let storage = FaultyStorage::default();
         let faults = storage.0.clone();
-        let log = RefCell::new(
-            PartitionLog::open(
-                storage,
-                d.path(),
-                LogConfig::kafka_defaults(),
-                ringbroker_engine::cache::CacheLedger::new(64 << 20),
-            )
-            .await
-            .unwrap(),
-        );
-        let append = |n: usize| {
-            let v = vec![b'x'; n];
-            let raw =
-                build_batch(0, 1, &[RecordSpec { key: None, value: Some(&v), headers: vec![], timestamp_delta: 0 }]);
-            let h = validate_batch(&raw).unwrap();
-            log.borrow_mut().append(BytesMut::from(&raw[..]), &h, 0).unwrap();
-        };
+        let log = open_log(storage, d.path()).await;
+        let append = |n: usize| append_value(&log, &vec![b'x'; n]);
         append(100);
         PartitionLog::flush_once(&log, 0, false).await.unwrap();
         assert_eq!(log.borrow().durable.get(), 1);
@@ -194,16 +191,7 @@ fn failed_chunk_write_poisons_and_keeps_earlier_rounds() {
         assert!(log.borrow().poisoned().is_some());
         drop(log);
         faults.fail_write_at.set(None);
-        let log = RefCell::new(
-            PartitionLog::open(
-                FaultyStorage(faults.clone()),
-                d.path(),
-                LogConfig::kafka_defaults(),
-                ringbroker_engine::cache::CacheLedger::new(64 << 20),
-            )
-            .await
-            .unwrap(),
-        );
+        let log = open_log(FaultyStorage(faults.clone()), d.path()).await;
         let next = log.borrow().next_offset();
         assert!(next >= 1, "the acknowledged batch survives");
         assert!(next < 31, "nothing past the hole the failed chunk left is recovered");
@@ -220,22 +208,9 @@ fn failed_preallocation_does_not_fail_the_write() {
         let d = tempfile::tempdir_in(tmp).unwrap();
         let storage = FaultyStorage::default();
         storage.0.fail_preallocate.set(true);
-        let log = RefCell::new(
-            PartitionLog::open(
-                storage,
-                d.path(),
-                LogConfig::kafka_defaults(),
-                ringbroker_engine::cache::CacheLedger::new(64 << 20),
-            )
-            .await
-            .unwrap(),
-        );
+        let log = open_log(storage, d.path()).await;
         for i in 0..40 {
-            let v = vec![b'a' + (i % 26) as u8; 100_000];
-            let raw =
-                build_batch(0, 1, &[RecordSpec { key: None, value: Some(&v), headers: vec![], timestamp_delta: 0 }]);
-            let h = validate_batch(&raw).unwrap();
-            log.borrow_mut().append(BytesMut::from(&raw[..]), &h, 0).unwrap();
+            append_value(&log, &vec![b'a' + (i % 26) as u8; 100_000]);
         }
         PartitionLog::flush_once(&log, 0, false).await.unwrap();
         assert_eq!(log.borrow().durable.get(), 40);
