@@ -307,23 +307,33 @@ fn retention_and_delete_records_move_the_log_start() {
         let mut cfg = LogConfig::kafka_defaults();
         cfg.segment_bytes = 4 << 10;
         cfg.retention_bytes = 16 << 10;
-        let log = open(d.path(), cfg.clone()).await;
+        ringbroker_engine::io::probe_direct_io(Path::new(env!("CARGO_TARGET_TMPDIR"))).await.unwrap();
+        // The shard's cache ledger must follow batches dropped by retention
+        // and DeleteRecords, not only by eviction.
+        let ledger = ringbroker_engine::cache::CacheLedger::new(1 << 20);
+        let log = RefCell::new(Log::open(DmaStorage, d.path(), cfg.clone(), ledger.clone()).await.unwrap());
         for i in 0..400 {
             append(&log, &batch(5, &format!("r{i}"), 10), 0);
             Log::flush_once(&log, 0, false).await.unwrap();
         }
+        let all = log.borrow().cached_bytes();
+        assert_eq!(ledger.bytes(), all);
         let segs = log.borrow().segment_count();
         let deleted = log.borrow_mut().apply_retention(0).unwrap();
         assert!(deleted > 0 && log.borrow().segment_count() < segs);
+        assert!(log.borrow().cached_bytes() < all, "retention dropped cached batches too");
+        assert_eq!(ledger.bytes(), log.borrow().cached_bytes());
         let start = log.borrow().log_start_offset();
         assert!(start > 0);
         assert!(log.borrow().size_bytes() <= (16 << 10) + (4 << 10));
         assert_eq!(read_all(&log, start).await[0].base_offset, start);
         let new_start = log.borrow_mut().delete_records_before(1500).unwrap();
         assert_eq!(new_start, 1500);
+        assert_eq!(ledger.bytes(), log.borrow().cached_bytes());
         assert!(log.borrow_mut().delete_records_before(999_999).is_err());
         Log::close(&log, 0).await.unwrap();
         drop(log);
+        assert_eq!(ledger.bytes(), 0, "a closed partition stops counting");
         let log = open(d.path(), cfg).await;
         assert_eq!(log.borrow().log_start_offset(), 1500, "log start survives restart");
     });
