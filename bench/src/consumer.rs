@@ -161,9 +161,9 @@ fn run(cfg: ConsumerCfg, mut conn: Conn, sh: &Shared, stats: &Stats, hist: &Mute
             for pd in &t.partitions {
                 let (Some(data), 0) = (&pd.records, pd.error_code) else { continue };
                 let Some(&(_, from)) = fetched.iter().find(|(p, _)| *p == pd.partition_index) else { continue };
-                match walk_record_set(data, from, |ts_ms| {
+                match walk_record_set(data, from, |created_us| {
                     if e2e {
-                        lats.push((now_us - ts_ms * 1000).max(1) as u64);
+                        lats.push((now_us - created_us).max(1) as u64);
                     }
                 }) {
                     Ok(s) => {

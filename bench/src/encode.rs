@@ -119,9 +119,15 @@ impl BatchBuilder {
         key_len + value_len + 32
     }
 
-    /// Append one record with timestamp `ts_ms` (CreateTime).
+    /// Append one record created at `created_us` (microseconds since the
+    /// epoch). Its CreateTime is the millisecond; a value of at least 8 bytes
+    /// also carries the microsecond in its first 8 bytes (big-endian), so
+    /// that end-to-end latency can be measured below the millisecond
+    /// resolution of Kafka timestamps (see [`creation_us`]). The rest of the
+    /// value is `value`'s.
     #[inline]
-    pub fn push(&mut self, ts_ms: i64, key: Option<&[u8]>, value: &[u8], now: Instant) {
+    pub fn push(&mut self, created_us: i64, key: Option<&[u8]>, value: &[u8], now: Instant) {
+        let ts_ms = created_us.div_euclid(1000);
         if self.count == 0 {
             self.base_ts = ts_ms;
             self.max_ts = ts_ms;
@@ -152,7 +158,11 @@ impl BatchBuilder {
             b.extend_from_slice(k);
         }
         put_varint(b, value_len);
+        let value_at = b.len();
         b.extend_from_slice(value);
+        if value.len() >= STAMP_LEN {
+            b[value_at..value_at + STAMP_LEN].copy_from_slice(&created_us.to_be_bytes());
+        }
         b.push(0); // no headers
         self.count += 1;
         self.payload_bytes += (key.map_or(0, <[u8]>::len) + value.len()) as u64;
@@ -273,10 +283,28 @@ pub fn next_fetch_offset(data: &[u8], fetch_offset: i64) -> i64 {
     next
 }
 
+/// Bytes of a value that carry the creation time in microseconds.
+const STAMP_LEN: usize = 8;
+
+/// When a record was created, in microseconds since the epoch: the
+/// microsecond stamp [`BatchBuilder::push`] puts at the start of the value if
+/// it agrees with the record's CreateTime `ts_ms` (so another producer's data
+/// is never misread), else the millisecond timestamp itself.
+pub fn creation_us(ts_ms: i64, value: &[u8]) -> i64 {
+    if let Some(head) = value.get(..STAMP_LEN) {
+        let us = i64::from_be_bytes(head.try_into().unwrap());
+        if us.div_euclid(1000) == ts_ms {
+            return us;
+        }
+    }
+    ts_ms.saturating_mul(1000)
+}
+
 /// Walk a fetched record set: count records at or after `fetch_offset`,
-/// calling `on_ts(timestamp_ms, n)` with each record's CreateTime. A trailing
-/// partial batch (fetch size limit) is ignored. Errors only on malformed data.
-pub fn walk_record_set(data: &Bytes, fetch_offset: i64, mut on_ts: impl FnMut(i64)) -> Result<FetchedSummary> {
+/// calling `on_created` with each record's creation time in microseconds
+/// ([`creation_us`]). A trailing partial batch (fetch size limit) is ignored.
+/// Errors only on malformed data.
+pub fn walk_record_set(data: &Bytes, fetch_offset: i64, mut on_created: impl FnMut(i64)) -> Result<FetchedSummary> {
     let mut s = FetchedSummary { next_offset: fetch_offset, ..Default::default() };
     let mut pos = 0usize;
     while data.len() - pos >= HEADER_LEN {
@@ -321,7 +349,8 @@ pub fn walk_record_set(data: &Bytes, fetch_offset: i64, mut on_ts: impl FnMut(i6
                     if base_offset + off_delta >= fetch_offset {
                         s.records += 1;
                         s.payload_bytes += (key_len.max(0) + value_len.max(0)) as u64;
-                        on_ts(base_ts + ts_delta);
+                        let value = batch.get(q..q + value_len.max(0) as usize).unwrap_or(&[]);
+                        on_created(creation_us(base_ts + ts_delta, value));
                     }
                 }
             } else {
@@ -332,7 +361,7 @@ pub fn walk_record_set(data: &Bytes, fetch_offset: i64, mut on_ts: impl FnMut(i6
                     s.records += 1;
                     s.payload_bytes +=
                         (r.key.as_ref().map_or(0, Bytes::len) + r.value.as_ref().map_or(0, Bytes::len)) as u64;
-                    on_ts(r.timestamp);
+                    on_created(creation_us(r.timestamp, r.value.as_deref().unwrap_or(&[])));
                 }
             }
         }
@@ -353,7 +382,7 @@ mod tests {
         for i in 0..n {
             let key = format!("k{i}");
             let value = vec![b'a' + (i % 26) as u8; 10 + i * 7];
-            b.push(1_700_000_000_000 + i as i64, keyed.then_some(key.as_bytes()), &value, now);
+            b.push((1_700_000_000_000 + i as i64) * 1000 + 123, keyed.then_some(key.as_bytes()), &value, now);
         }
         let (bytes, count, payload) = b.finish(codec).unwrap();
         assert_eq!(count as usize, n);
@@ -403,10 +432,10 @@ mod tests {
     fn builder_reuse_and_stamping() {
         let mut b = BatchBuilder::default();
         let now = Instant::now();
-        b.push(5, None, b"x", now);
+        b.push(5000, None, b"x", now);
         let (first, ..) = b.finish(Codec::None).unwrap();
-        b.push(9, None, b"yy", now);
-        b.push(7, None, b"zzz", now);
+        b.push(9000, None, b"yy", now);
+        b.push(7000, None, b"zzz", now);
         let (second, count, payload) = b.finish(Codec::None).unwrap();
         assert_eq!((count, payload), (2, 5));
         let mut stamped = second.to_vec();
@@ -414,6 +443,30 @@ mod tests {
         let h = ringbroker_engine::batch::validate_batch(&stamped).unwrap();
         assert_eq!((h.base_offset, h.max_timestamp, h.record_count), (1000, 9, 2));
         ringbroker_engine::batch::validate_batch(&first).unwrap();
+    }
+
+    #[test]
+    fn creation_time_is_read_from_the_value_only_when_it_agrees() {
+        let us: i64 = 1_700_000_000_005_123;
+        assert_eq!(creation_us(1_700_000_000_005, &us.to_be_bytes()), us);
+        let mut longer = us.to_be_bytes().to_vec();
+        longer.extend_from_slice(b"payload");
+        assert_eq!(creation_us(1_700_000_000_005, &longer), us);
+        // Another producer's value, a short value, no value: the ms timestamp.
+        assert_eq!(creation_us(1_700_000_000_005, b"arbitrary value"), 1_700_000_000_005_000);
+        assert_eq!(creation_us(1_700_000_000_005, b"short"), 1_700_000_000_005_000);
+        assert_eq!(creation_us(1_700_000_000_004, &us.to_be_bytes()), 1_700_000_000_004_000);
+        assert_eq!(creation_us(7, &[]), 7000);
+        // The builder stamps values of 8+ bytes and leaves shorter ones alone.
+        let mut b = BatchBuilder::default();
+        b.push(us, None, b"0123456789", Instant::now());
+        b.push(us + 1, None, b"short", Instant::now());
+        let (bytes, ..) = b.finish(Codec::None).unwrap();
+        let mut buf = bytes.clone();
+        let set = RecordBatchDecoder::decode(&mut buf).unwrap();
+        assert_eq!(&set.records[0].value.as_ref().unwrap()[..], &[&us.to_be_bytes()[..], b"89"].concat()[..]);
+        assert_eq!(&set.records[1].value.as_ref().unwrap()[..], b"short");
+        assert_eq!(set.records[0].timestamp, 1_700_000_000_005);
     }
 
     #[test]
@@ -431,7 +484,8 @@ mod tests {
         assert_eq!(s.records, 5 + 20);
         assert_eq!(s.next_offset, 130);
         assert_eq!(ts.len(), 25);
-        assert_eq!(ts[0], 1_700_000_000_005);
+        // Values of 8+ bytes carry the microsecond; shorter ones give the ms.
+        assert_eq!(ts[0], 1_700_000_000_005_123);
         assert_eq!(s.wire_bytes as usize, b1.len() + b2.len());
         let empty = walk_record_set(&Bytes::new(), 7, |_| {}).unwrap();
         assert_eq!(empty.next_offset, 7);

@@ -269,9 +269,9 @@ impl Writer {
         }
     }
 
-    /// Generate one record with CreateTime `ts_ms` into its partition's batch.
+    /// Generate one record created at `created_us` into its partition's batch.
     #[inline]
-    fn gen_one(&mut self, ts_ms: i64, now: Instant) {
+    fn gen_one(&mut self, created_us: i64, now: Instant) {
         let size = if self.cfg.record_size_max > self.cfg.record_size {
             self.cfg.record_size + self.rng.below((self.cfg.record_size_max - self.cfg.record_size + 1) as u64) as usize
         } else {
@@ -307,7 +307,7 @@ impl Writer {
         let off = self.pool_off;
         self.pool_off += size + 13;
         let key = key_id.map(|k| self.cfg.keys[k].as_slice());
-        self.accs[i].push(ts_ms, key, &pool[off..off + size], now);
+        self.accs[i].push(created_us, key, &pool[off..off + size], now);
         self.remaining -= 1;
         self.generated += 1;
         if let Some(n) = self.cfg.batch_records {
@@ -415,10 +415,10 @@ impl Writer {
             let t0 = thread_cpu_ns();
             if self.remaining > 0 && !stopping {
                 if interval_ns == 0.0 {
-                    let ts = clock.unix_us(now) / 1000;
+                    let created = clock.unix_us(now);
                     let mut n = 0;
                     while self.ready_bytes < target && self.remaining > 0 && n < 100_000 {
-                        self.gen_one(ts, now);
+                        self.gen_one(created, now);
                         n += 1;
                     }
                 } else {
@@ -428,9 +428,9 @@ impl Writer {
                         if d > now {
                             break;
                         }
-                        // CreateTime is the scheduled time, so a stalled
-                        // generator shows up as latency (no coordinated omission).
-                        self.gen_one(clock.unix_us(d) / 1000, now);
+                        // Created at the scheduled time, so a stalled generator
+                        // shows up as latency (no coordinated omission).
+                        self.gen_one(clock.unix_us(d), now);
                         k += 1;
                         n += 1;
                     }
@@ -460,7 +460,10 @@ impl Writer {
             let mut wake = now + Duration::from_millis(50);
             if self.ready.is_empty() || self.ready_bytes < target {
                 if interval_ns > 0.0 && self.remaining > 0 {
-                    wake = wake.min(due(k));
+                    // Throttled: records due within the next tick are made
+                    // together when it ends. Each is still timed from its
+                    // scheduled creation, so the wait counts as latency.
+                    wake = wake.min(due(k).max(now + GENERATE_TICK));
                 }
                 if let Some(d) = next_linger {
                     wake = wake.min(d);
@@ -477,6 +480,12 @@ impl Writer {
         // Dropping the sender lets the reader finish once all responses are in.
     }
 }
+
+/// The throttled generator sleeps at least this long between rounds:
+/// parking for the microsecond until the next record at a high rate cost
+/// the load generator more CPU than the records themselves (about one core
+/// at 1 M records/s), CPU the broker on the same machine then lacked.
+const GENERATE_TICK: Duration = Duration::from_micros(50);
 
 /// Split `total` into `n` shares proportional to `weights`.
 pub fn split_counts(total: u64, weights: &[f64]) -> Vec<u64> {
