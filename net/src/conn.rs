@@ -17,7 +17,7 @@ use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 use kafka_protocol::messages::{ApiKey, RequestHeader};
@@ -107,9 +107,11 @@ async fn read_loop(
         if len < 8 || len > max {
             return Err(Close::FrameTooLarge(len));
         }
-        let mut frame = BytesMut::zeroed(len as usize);
+        let mut frame = shard.frames.take(len as usize);
         reader.read_exact(&mut frame).await.map_err(Close::Io)?;
         let frame = frame.freeze();
+        // Handed back to the pool when the request is done (frame_pool.rs).
+        let whole = frame.clone();
         let (api_key, header, frame) = match parse_request(frame)? {
             Parsed::Request { api_key, header, body } => (api_key, header, body),
             Parsed::UnsupportedApiVersions { correlation_id } => {
@@ -128,6 +130,7 @@ async fn read_loop(
         shard.inflight.set(shard.inflight.get() + 1);
         let task = glommio::spawn_local(async move {
             let r = handlers::handle(&shard2, api_key, &header, frame, &peer_ip).await;
+            shard2.frames.give(whole);
             shard2.inflight.set(shard2.inflight.get() - 1);
             shard2.metrics.record_request(api_key as i16, started.elapsed().as_micros() as u64);
             match r {

@@ -5,6 +5,7 @@ pub mod alloc_guard;
 pub mod config;
 pub mod conn;
 pub mod coordinator;
+pub mod frame_pool;
 pub mod handlers;
 pub mod metadata;
 pub mod metrics;

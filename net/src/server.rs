@@ -134,6 +134,7 @@ async fn shard_main(
         producer_id_block: Cell::new((0, 0)),
         coordinators: Default::default(),
         cache: ringbroker_engine::cache::CacheLedger::new(common.config.shards[id].tuning.batch_cache_bytes),
+        frames: crate::frame_pool::FramePool::new(crate::frame_pool::SHARD_POOL_BYTES),
     });
     for rx in receivers {
         glommio::spawn_local(serve_peer(shard.clone(), rx)).detach();

@@ -63,6 +63,8 @@ pub struct Shard {
     pub coordinators: RefCell<HashMap<i32, Rc<crate::coordinator::PartitionCoordinator>>>,
     /// The batch-cache budget (`batch_cache_bytes`) shared by this shard's partitions.
     pub cache: Rc<CacheLedger>,
+    /// Request frame buffers to reuse (frame_pool.rs).
+    pub frames: crate::frame_pool::FramePool,
 }
 
 /// The controller's shard.
