@@ -6,6 +6,7 @@ mod consumer;
 mod encode;
 mod keys;
 mod murmur;
+mod produce_frame;
 mod producer;
 mod report;
 mod stats;

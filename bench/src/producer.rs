@@ -2,15 +2,15 @@
 //! Produce requests (up to `inflight`), a reader thread matches responses
 //! (in order) and records request latency.
 
-use crate::client::{decode_response, encode_frame, read_frame, topic_name_of};
+use crate::client::{decode_response, read_frame, CLIENT_ID};
 use crate::encode::{BatchBuilder, Codec};
 use crate::keys::{KeySampler, Rng};
+use crate::produce_frame::{ProduceFrame, ProduceHeader};
 use crate::stats::{thread_cpu_ns, thread_cpu_seconds, Clock, CpuBook, HistPair, Stats};
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use bytes::Bytes;
 use kafka_protocol::messages::ProduceRequest;
 use std::collections::VecDeque;
-use std::io::{BufReader, Write};
+use std::io::BufReader;
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
@@ -198,7 +198,7 @@ struct Writer {
     ready: VecDeque<Ready>,
     ready_bytes: usize,
     rng: Rng,
-    frame: BytesMut,
+    frame: ProduceFrame,
     corr: i32,
     remaining: u64,
     encode_ns: u64,
@@ -242,7 +242,7 @@ impl Writer {
             ready: VecDeque::new(),
             ready_bytes: 0,
             rng,
-            frame: BytesMut::with_capacity(2 << 20),
+            frame: ProduceFrame::default(),
             corr: 0,
             remaining,
             encode_ns: 0,
@@ -332,7 +332,7 @@ impl Writer {
         }
         take.sort_by_key(|r| r.partition);
         let (mut records, mut payload) = (0u64, 0u64);
-        let mut parts: Vec<PartitionProduceData> = Vec::new();
+        let mut parts: Vec<(i32, Vec<Bytes>)> = Vec::new();
         let mut i = 0;
         while i < take.len() {
             let p = take[i].partition;
@@ -342,25 +342,21 @@ impl Writer {
                 payload += take[j].payload;
                 j += 1;
             }
-            let data = if j - i == 1 {
-                take[i].batch.clone()
-            } else {
-                let mut b = BytesMut::with_capacity(take[i..j].iter().map(|r| r.batch.len()).sum());
-                for r in &take[i..j] {
-                    b.extend_from_slice(&r.batch);
-                }
-                b.freeze()
-            };
-            parts.push(PartitionProduceData::default().with_index(p).with_records(Some(data)));
+            // Several batches of one partition go back to back, uncopied.
+            parts.push((p, take[i..j].iter().map(|r| r.batch.clone()).collect()));
             i = j;
         }
         let nparts = parts.len();
-        let req =
-            ProduceRequest::default().with_acks(self.cfg.acks).with_timeout_ms(self.cfg.timeout_ms).with_topic_data(
-                vec![TopicProduceData::default().with_name(topic_name_of(&self.cfg.topic)).with_partition_data(parts)],
-            );
         self.corr = self.corr.wrapping_add(1);
-        if let Err(e) = encode_frame(&mut self.frame, &req, self.version, self.corr) {
+        let header = ProduceHeader {
+            version: self.version,
+            correlation_id: self.corr,
+            client_id: CLIENT_ID,
+            acks: self.cfg.acks,
+            timeout_ms: self.cfg.timeout_ms,
+            topic: &self.cfg.topic,
+        };
+        if let Err(e) = self.frame.encode(&header, &parts) {
             self.stats.error(format!("encoding produce request: {e:#}"), 1);
             return;
         }
@@ -376,7 +372,7 @@ impl Writer {
                 partitions: nparts,
             });
         }
-        if let Err(e) = self.stream.write_all(&self.frame) {
+        if let Err(e) = self.frame.write_to(&mut self.stream) {
             if !self.dead.swap(true, Ordering::AcqRel) {
                 self.stats.error(format!("produce send to {} failed: {e}", self.cfg.addr), 1);
             }
