@@ -16,7 +16,7 @@
 //! into another one's state. A batch that is not yet written stays until its
 //! flush is done, whatever its number.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
@@ -24,6 +24,9 @@ use std::rc::Rc;
 #[derive(Debug)]
 pub struct CacheLedger {
     inner: RefCell<Inner>,
+    /// Bytes of disk reads started ahead for sequential consumers
+    /// (`PartitionLog::read_disk`), held until the next fetch takes them.
+    readahead_bytes: Cell<usize>,
 }
 
 #[derive(Debug)]
@@ -47,7 +50,32 @@ impl CacheLedger {
                 next_seq: 0,
                 evict_below: 0,
             }),
+            readahead_bytes: Cell::new(0),
         })
+    }
+
+    /// Reserves `len` bytes for a readahead: granted while all readaheads
+    /// of the shard stay within a quarter of the cache budget (on top of
+    /// it), so catching up on many partitions at once cannot pin unbounded
+    /// memory. `end_readahead` gives them back.
+    pub fn start_readahead(&self, len: usize) -> bool {
+        let limit = self.inner.borrow().budget / 4;
+        if self.readahead_bytes.get() + len > limit {
+            return false;
+        }
+        self.readahead_bytes.set(self.readahead_bytes.get() + len);
+        true
+    }
+
+    pub fn end_readahead(&self, len: usize) {
+        let now = self.readahead_bytes.get();
+        assert!(len <= now, "readahead bytes returned twice");
+        self.readahead_bytes.set(now - len);
+    }
+
+    /// Bytes reserved by readaheads in flight or waiting.
+    pub fn readahead_bytes(&self) -> usize {
+        self.readahead_bytes.get()
     }
 
     /// Records a newly cached batch of `len` bytes; returns its number.

@@ -55,7 +55,7 @@ pub trait SegmentFile {
 
 /// Opens segment files.
 pub trait SegmentStorage {
-    type File: SegmentFile;
+    type File: SegmentFile + 'static;
     async fn open(&self, path: &Path, create: bool) -> io::Result<Rc<Self::File>>;
 }
 

@@ -15,6 +15,7 @@ pub mod io;
 pub mod log;
 pub mod notify;
 pub mod producer_state;
+pub mod readahead;
 pub mod recovery;
 pub mod segment;
 

@@ -32,6 +32,7 @@ use crate::config::{FlushPolicy, LogConfig, TimestampType};
 use crate::io::{align_down, align_up, IoBuf, SegmentFile, SegmentStorage, IO_ALIGN};
 use crate::notify::{Doorbell, OffsetWatch};
 use crate::producer_state::{last_sequence, BatchMeta, ProducerStateMap, SequenceCheck};
+use crate::readahead::Readahead;
 use crate::segment::{log_path, Segment};
 use crate::EngineError;
 
@@ -116,6 +117,8 @@ pub struct PartitionLog<S: SegmentStorage> {
     /// The active segment's last partial block, rewritten by the next flush.
     carry: Vec<u8>,
     preallocated_to: u64,
+    /// A disk read started for the next catch-up fetch (readahead.rs).
+    readahead: Option<Readahead<S::File>>,
     poisoned: Option<String>,
     flushing: bool,
     /// Idempotent-producer state including queued batches (checked on append).
@@ -202,6 +205,7 @@ impl<S: SegmentStorage + Clone> PartitionLog<S> {
             cache,
             carry,
             preallocated_to,
+            readahead: None,
             poisoned: None,
             flushing: false,
             producers: ProducerStateMap::default(),
@@ -671,20 +675,20 @@ impl<S: SegmentStorage + Clone> PartitionLog<S> {
         Some((seg.file.clone(), pos as u64, seg.size))
     }
 
-    /// Reads from segment files (the cache did not hold `offset`).
+    /// Reads from segment files (the cache did not hold `offset`), using and
+    /// then starting a readahead (readahead.rs) for sequential consumers.
     pub async fn read_disk(
         this: &std::cell::RefCell<Self>,
         offset: i64,
         max_bytes: usize,
     ) -> Result<ReadResult, EngineError> {
-        let mut out = ReadResult::default();
         let mut offset = offset;
         loop {
             let (plan, hw) = {
                 let s = this.borrow();
                 (s.plan_disk_read(offset), s.hw())
             };
-            let Some((file, pos, valid_end)) = plan else { return Ok(out) };
+            let Some((file, pos, valid_end)) = plan else { return Ok(ReadResult::default()) };
             if pos >= valid_end {
                 // Past this segment's data: continue in the next segment, if any.
                 let next = {
@@ -692,74 +696,60 @@ impl<S: SegmentStorage + Clone> PartitionLog<S> {
                     s.segments.range(offset + 1..).next().map(|(b, _)| *b)
                 };
                 match next {
-                    Some(b) if out.chunks.is_empty() => {
+                    Some(b) => {
                         offset = b;
                         continue;
                     }
-                    _ => return Ok(out),
+                    None => return Ok(ReadResult::default()),
                 }
             }
             let want = ((valid_end - pos) as usize).min(max_bytes.max(64 << 10) + (64 << 10));
-            let data = file.read_at(pos, want).await.map_err(|e| EngineError::Io {
-                op: "read",
-                path: file.path().to_path_buf(),
-                source: e,
-            })?;
-            let mut at = 0usize;
-            let mut start = None;
-            let mut end = 0usize;
-            let mut need_more = None;
-            while at + batch::BATCH_HEADER_LEN <= data.len() {
-                let h = match BatchHeader::parse(&data[at..]) {
-                    Ok(h) => h,
-                    Err(_) => break,
-                };
-                let len = h.total_len();
-                if at + len > data.len() {
-                    if start.is_none() {
-                        need_more = Some(at + len);
-                    }
-                    break;
+            // A readahead started for exactly this offset, in this very file
+            // (not a segment deleted or rewritten since), saves the read.
+            let ahead = this.borrow_mut().readahead.take_if(|ra| ra.offset == offset && Rc::ptr_eq(&ra.file, &file));
+            let mut got = None;
+            if let Some(mut ra) = ahead {
+                if let Ok(data) = (&mut ra.task).await {
+                    got = Some((ra.pos, data));
                 }
-                if h.last_offset() >= hw {
-                    break;
-                }
-                if h.last_offset() >= offset {
-                    if start.is_some() && (end - start.unwrap()) + len > max_bytes {
-                        break;
-                    }
-                    start.get_or_insert(at);
-                    end = at + len;
-                }
-                at += len;
             }
-            if let Some(total) = need_more {
-                // A single batch bigger than our read: fetch it whole.
-                let data = file.read_at(pos, total).await.map_err(|e| EngineError::Io {
-                    op: "read",
-                    path: file.path().to_path_buf(),
-                    source: e,
-                })?;
-                let mut at = 0;
-                while at + batch::BATCH_HEADER_LEN <= data.len() {
-                    let h = BatchHeader::parse(&data[at..]).map_err(EngineError::Batch)?;
-                    if h.last_offset() >= offset && at + h.total_len() <= data.len() && h.last_offset() < hw {
-                        let b = data.slice(at..at + h.total_len());
-                        out.bytes += b.len();
-                        out.chunks.push(b);
-                        break;
+            let (start, data) = match got {
+                Some(g) => g,
+                None => (pos, read_at(&*file, pos, want).await?),
+            };
+            let span = match pick_batches(&data, offset, hw, max_bytes) {
+                Picked::Span(a, b) => data.slice(a..b),
+                Picked::Nothing => return Ok(ReadResult::default()),
+                Picked::NeedMore(total) => {
+                    // A single batch bigger than the read: fetch it whole.
+                    let data = read_at(&*file, start, total).await?;
+                    match pick_batches(&data, offset, hw, usize::MAX) {
+                        Picked::Span(a, _) => {
+                            let h = BatchHeader::parse(&data[a..]).map_err(EngineError::Batch)?;
+                            data.slice(a..a + h.total_len())
+                        }
+                        _ => return Ok(ReadResult::default()),
                     }
-                    at += h.total_len();
                 }
-                return Ok(out);
-            }
-            if let Some(st) = start {
-                let b = data.slice(st..end);
-                out.bytes += b.len();
-                out.chunks.push(b);
-            }
-            return Ok(out);
+            };
+            let span_end = start + (span.as_ptr() as usize - data.as_ptr() as usize + span.len()) as u64;
+            Self::read_ahead(this, &file, span_end, last_offset_in(&span) + 1, max_bytes);
+            return Ok(ReadResult { bytes: span.len(), chunks: vec![span] });
         }
+    }
+
+    /// Starts reading what follows `pos` in `file` for the fetch that will
+    /// ask for `next_offset`, if there is more on disk there.
+    fn read_ahead(this: &std::cell::RefCell<Self>, file: &Rc<S::File>, pos: u64, next_offset: i64, max_bytes: usize) {
+        let mut s = this.borrow_mut();
+        let Some((_, seg)) = s.segments.range(..=next_offset).next_back() else { return };
+        if !Rc::ptr_eq(&seg.file, file) || pos >= seg.size {
+            return; // the next fetch starts in another segment, or at the end
+        }
+        let len = ((seg.size - pos) as usize).min(max_bytes.max(64 << 10) + (64 << 10));
+        // Replaces a readahead for another offset (released on drop).
+        s.readahead = None;
+        s.readahead = Readahead::start(&s.cache, next_offset, file.clone(), pos, len);
     }
 
     /// Earliest offset whose batch max timestamp is >= `ts`, as a candidate
@@ -975,6 +965,64 @@ impl<S: SegmentStorage + Clone> PartitionLog<S> {
             (-1, -1)
         }
     }
+}
+
+async fn read_at<F: SegmentFile>(file: &F, pos: u64, len: usize) -> Result<Bytes, EngineError> {
+    file.read_at(pos, len).await.map_err(|e| EngineError::Io { op: "read", path: file.path().to_path_buf(), source: e })
+}
+
+/// What to return from bytes read at a batch boundary.
+#[derive(Debug, PartialEq, Eq)]
+enum Picked {
+    /// `[a, b)`: whole batches, the first one holding `offset`'s successors,
+    /// all below the high watermark, at most `max_bytes` unless one batch
+    /// alone is bigger.
+    Span(usize, usize),
+    /// The first wanted batch does not fit in the bytes read: read this many.
+    NeedMore(usize),
+    Nothing,
+}
+
+fn pick_batches(data: &[u8], offset: i64, hw: i64, max_bytes: usize) -> Picked {
+    let mut at = 0usize;
+    let mut span: Option<(usize, usize)> = None;
+    while at + batch::BATCH_HEADER_LEN <= data.len() {
+        let Ok(h) = BatchHeader::parse(&data[at..]) else { break };
+        let len = h.total_len();
+        if at + len > data.len() {
+            if span.is_none() && h.last_offset() < hw {
+                return Picked::NeedMore(at + len);
+            }
+            break;
+        }
+        if h.last_offset() >= hw {
+            break;
+        }
+        if h.last_offset() >= offset {
+            match span {
+                Some((a, b)) if (b - a) + len > max_bytes => break,
+                Some((a, _)) => span = Some((a, at + len)),
+                None => span = Some((at, at + len)),
+            }
+        }
+        at += len;
+    }
+    match span {
+        Some((a, b)) => Picked::Span(a, b),
+        None => Picked::Nothing,
+    }
+}
+
+/// Last offset of the last batch in `span` (whole batches).
+fn last_offset_in(span: &[u8]) -> i64 {
+    let mut at = 0;
+    let mut last = -1;
+    while at + batch::BATCH_HEADER_LEN <= span.len() {
+        let h = BatchHeader::parse(&span[at..]).expect("span holds whole, parsed batches");
+        last = h.last_offset();
+        at += h.total_len();
+    }
+    last
 }
 
 /// The last `keep` bytes of `carry` followed by the batches' bytes.
