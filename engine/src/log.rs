@@ -717,8 +717,9 @@ impl<S: SegmentStorage + Clone> PartitionLog<S> {
                 Some(g) => g,
                 None => (pos, read_at(&*file, pos, want).await?),
             };
-            let span = match pick_batches(&data, offset, hw, max_bytes) {
-                Picked::Span(a, b) => data.slice(a..b),
+            // The batches to return, and where they end in the file.
+            let (span, span_end) = match pick_batches(&data, offset, hw, max_bytes) {
+                Picked::Span(a, b) => (data.slice(a..b), start + b as u64),
                 Picked::Nothing => return Ok(ReadResult::default()),
                 Picked::NeedMore(total) => {
                     // A single batch bigger than the read: fetch it whole.
@@ -726,13 +727,13 @@ impl<S: SegmentStorage + Clone> PartitionLog<S> {
                     match pick_batches(&data, offset, hw, usize::MAX) {
                         Picked::Span(a, _) => {
                             let h = BatchHeader::parse(&data[a..]).map_err(EngineError::Batch)?;
-                            data.slice(a..a + h.total_len())
+                            let b = a + h.total_len();
+                            (data.slice(a..b), start + b as u64)
                         }
                         _ => return Ok(ReadResult::default()),
                     }
                 }
             };
-            let span_end = start + (span.as_ptr() as usize - data.as_ptr() as usize + span.len()) as u64;
             Self::read_ahead(this, &file, span_end, last_offset_in(&span) + 1, max_bytes);
             return Ok(ReadResult { bytes: span.len(), chunks: vec![span] });
         }
@@ -974,9 +975,9 @@ async fn read_at<F: SegmentFile>(file: &F, pos: u64, len: usize) -> Result<Bytes
 /// What to return from bytes read at a batch boundary.
 #[derive(Debug, PartialEq, Eq)]
 enum Picked {
-    /// `[a, b)`: whole batches, the first one holding `offset`'s successors,
-    /// all below the high watermark, at most `max_bytes` unless one batch
-    /// alone is bigger.
+    /// `[a, b)`: whole batches from the one holding `offset` (or the first
+    /// after it), all below the high watermark, at most `max_bytes` unless
+    /// the first alone is bigger.
     Span(usize, usize),
     /// The first wanted batch does not fit in the bytes read: read this many.
     NeedMore(usize),
@@ -1136,4 +1137,50 @@ fn list_snapshots(dir: &Path) -> Vec<i64> {
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.strip_suffix(".snapshot")?.parse::<i64>().ok())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::{build_batch, RecordSpec};
+
+    /// Three batches of two records at offsets 10, 12, 14, back to back.
+    fn three() -> (Vec<u8>, usize) {
+        let v = [7u8; 100];
+        let recs = || {
+            (0..2)
+                .map(|i| RecordSpec { key: None, value: Some(&v[..]), headers: vec![], timestamp_delta: i })
+                .collect::<Vec<_>>()
+        };
+        let mut data = Vec::new();
+        for base in [10, 12, 14] {
+            data.extend_from_slice(&build_batch(base, 0, &recs()));
+        }
+        let one = data.len() / 3;
+        (data, one)
+    }
+
+    #[test]
+    fn pick_batches_cuts_whole_batches_by_offset_size_and_high_watermark() {
+        let (d, one) = three();
+        assert_eq!(pick_batches(&d, 10, 100, usize::MAX), Picked::Span(0, 3 * one));
+        // From the batch holding the offset.
+        assert_eq!(pick_batches(&d, 13, 100, usize::MAX), Picked::Span(one, 3 * one));
+        // max_bytes counts whole batches, but the first always comes.
+        assert_eq!(pick_batches(&d, 10, 100, 2 * one), Picked::Span(0, 2 * one));
+        assert_eq!(pick_batches(&d, 10, 100, 1), Picked::Span(0, one));
+        // Nothing at or past the high watermark.
+        assert_eq!(pick_batches(&d, 10, 14, usize::MAX), Picked::Span(0, 2 * one));
+        assert_eq!(pick_batches(&d, 14, 14, usize::MAX), Picked::Nothing);
+        assert_eq!(pick_batches(&d, 16, 100, usize::MAX), Picked::Nothing);
+        // A wanted batch cut off by the read: read it whole.
+        assert_eq!(pick_batches(&d[..one + 70], 12, 100, usize::MAX), Picked::NeedMore(2 * one));
+        // Cut off after some whole batches: those are enough.
+        assert_eq!(pick_batches(&d[..2 * one + 70], 10, 100, usize::MAX), Picked::Span(0, 2 * one));
+        // Zero padding (preallocated space) ends the data.
+        let mut padded = d.clone();
+        padded.extend_from_slice(&[0u8; 4096]);
+        assert_eq!(pick_batches(&padded, 10, 100, usize::MAX), Picked::Span(0, 3 * one));
+        assert_eq!(last_offset_in(&d), 15);
+    }
 }

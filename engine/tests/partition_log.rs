@@ -391,26 +391,9 @@ fn readahead_follows_sequential_disk_reads() {
         // flushed; reading on from 4020 still reaches the new batch.
         let (b, _) = append(&log, &batch(4, "late", 9000), 0);
         Log::flush_once(&log, 0, false).await.unwrap();
-        let mut off = 4020;
-        let mut last = 0;
-        loop {
-            let cached = log.borrow().read_cached(off, 4 << 10);
-            let r = match cached {
-                Some(r) => r,
-                None => Log::read_disk(&log, off, 2 << 10).await.unwrap(),
-            };
-            let data = r.into_bytes();
-            if data.is_empty() {
-                break;
-            }
-            let mut at = 0;
-            while at < data.len() {
-                let h = BatchHeader::parse(&data[at..]).unwrap();
-                last = h.base_offset;
-                off = h.last_offset() + 1;
-                at += h.total_len();
-            }
-        }
+        let rest = read_all(&log, 4020).await;
+        assert_eq!(rest.first().unwrap().base_offset, 4020);
+        let last = rest.last().unwrap().base_offset;
         assert_eq!(last, b, "the batch appended after the readahead started");
         drop(log);
         assert_eq!(ledger.readahead_bytes(), 0, "budget given back with the partition");
