@@ -27,6 +27,17 @@ pub const SHARD_POOL_BYTES: usize = 32 << 20;
 /// Buffers larger than this are not kept: rare, and expensive to pin.
 pub const MAX_POOLED_FRAME: usize = 8 << 20;
 
+/// Smaller frames (fetches, heartbeats, metadata) are not worth pooling:
+/// zeroing them is cheap, and thousands of tiny buffers would make the
+/// searches below long.
+pub const MIN_POOLED_FRAME: usize = 16 << 10;
+
+/// Most finished frames waiting, and most idle buffers: every `take` looks
+/// through both, so they stay short (a producer pipelining 16 requests to
+/// two shards needs a few dozen).
+const MAX_DONE: usize = 64;
+const MAX_FREE: usize = 32;
+
 pub struct FramePool {
     /// Frames whose requests are done, oldest first. A slice may still be
     /// alive elsewhere for a moment (a batch sent to another shard is
@@ -57,6 +68,9 @@ impl FramePool {
     /// A buffer of exactly `len` bytes to read a frame into: the smallest
     /// idle one that is large enough, or a new zeroed one.
     pub fn take(&self, len: usize) -> BytesMut {
+        if len < MIN_POOLED_FRAME {
+            return BytesMut::zeroed(len);
+        }
         self.reclaim();
         let mut free = self.free.borrow_mut();
         let best = free.iter().enumerate().filter(|(_, b)| b.capacity() >= len).min_by_key(|(_, b)| b.capacity());
@@ -70,13 +84,13 @@ impl FramePool {
 
     /// Hands back a frame whose request is done (the whole frame, as read).
     pub fn give(&self, frame: Bytes) {
-        if frame.len() > MAX_POOLED_FRAME {
+        if frame.len() > MAX_POOLED_FRAME || frame.len() < MIN_POOLED_FRAME {
             return;
         }
         let mut done = self.done.borrow_mut();
         self.done_bytes.set(self.done_bytes.get() + frame.len());
         done.push_back(frame);
-        while self.done_bytes.get() > self.budget {
+        while self.done_bytes.get() > self.budget || done.len() > MAX_DONE {
             let old = done.pop_front().expect("bytes counted");
             self.done_bytes.set(self.done_bytes.get() - old.len());
         }
@@ -94,7 +108,7 @@ impl FramePool {
                 Ok(buf) => {
                     self.done_bytes.set(self.done_bytes.get() - len);
                     let cap = buf.capacity();
-                    if self.free_bytes.get() + cap <= self.budget {
+                    if self.free_bytes.get() + cap <= self.budget && free.len() < MAX_FREE {
                         self.free_bytes.set(self.free_bytes.get() + cap);
                         free.push(buf);
                     }
@@ -114,20 +128,22 @@ impl FramePool {
 mod tests {
     use super::*;
 
+    const K: usize = MIN_POOLED_FRAME;
+
     #[test]
     fn a_finished_frame_is_reused_without_clearing() {
         let pool = FramePool::new(1 << 20);
-        let mut b = pool.take(1000);
-        assert_eq!(b.len(), 1000);
+        let mut b = pool.take(2 * K);
+        assert_eq!(b.len(), 2 * K);
         b[..4].copy_from_slice(b"abcd");
         let frame = b.freeze();
         let ptr = frame.as_ptr();
         pool.give(frame);
-        assert_eq!(pool.idle_bytes(), 1000);
+        assert_eq!(pool.idle_bytes(), 2 * K);
         // A smaller frame reuses it; the old bytes are still there (the
         // reader overwrites them), and the length is exactly what was asked.
-        let again = pool.take(600);
-        assert_eq!((again.as_ptr(), again.len()), (ptr, 600));
+        let again = pool.take(K + 600);
+        assert_eq!((again.as_ptr(), again.len()), (ptr, K + 600));
         assert_eq!(&again[..4], b"abcd");
         assert_eq!(pool.idle_bytes(), 0);
     }
@@ -135,53 +151,70 @@ mod tests {
     #[test]
     fn a_frame_still_in_use_is_taken_back_once_released() {
         let pool = FramePool::new(1 << 20);
-        let frame = pool.take(100).freeze();
+        let frame = pool.take(K).freeze();
         let slice = frame.slice(10..20); // a batch on its way to another shard
         pool.give(frame);
         assert_eq!(pool.idle_bytes(), 0);
-        assert_eq!(pool.take(50).capacity(), 50, "a new buffer meanwhile");
+        assert_eq!(pool.take(K).capacity(), K, "a new buffer meanwhile");
         drop(slice);
-        assert_eq!(pool.idle_bytes(), 100);
+        assert_eq!(pool.idle_bytes(), K);
     }
 
     #[test]
     fn finished_frames_waiting_are_bounded() {
-        let pool = FramePool::new(1000);
-        let held: Vec<Bytes> = (0..5).map(|_| pool.take(400).freeze()).collect();
+        let pool = FramePool::new(5 * K / 2);
+        let held: Vec<Bytes> = (0..5).map(|_| pool.take(K).freeze()).collect();
         for f in &held {
             pool.give(f.clone());
         }
         // Only the newest two fit the budget of frames waiting.
-        assert!(pool.done_bytes.get() <= 1000);
+        assert!(pool.done_bytes.get() <= 5 * K / 2);
         drop(held);
-        assert_eq!(pool.idle_bytes(), 800);
+        assert_eq!(pool.idle_bytes(), 2 * K);
+        // And never more than MAX_DONE waiting or MAX_FREE idle.
+        let pool = FramePool::new(usize::MAX);
+        let held: Vec<Bytes> = (0..MAX_DONE + 10).map(|_| pool.take(K).freeze()).collect();
+        for f in &held {
+            pool.give(f.clone());
+        }
+        assert_eq!(pool.done.borrow().len(), MAX_DONE);
+        drop(held);
+        assert_eq!(pool.idle_bytes(), MAX_FREE * K);
+    }
+
+    #[test]
+    fn small_frames_are_not_pooled() {
+        let pool = FramePool::new(1 << 20);
+        pool.give(pool.take(K - 1).freeze());
+        assert_eq!(pool.idle_bytes(), 0);
+        assert!(pool.take(100).iter().all(|&x| x == 0));
     }
 
     #[test]
     fn growing_a_reused_buffer_zeroes_only_the_new_bytes() {
         let pool = FramePool::new(1 << 20);
-        let mut b = BytesMut::with_capacity(4096);
-        b.resize(100, 7);
+        let mut b = BytesMut::with_capacity(4 * K);
+        b.resize(K, 7);
         pool.give(b.freeze());
-        let grown = pool.take(300);
-        assert_eq!(grown.len(), 300);
-        assert!(grown[..100].iter().all(|&x| x == 7));
-        assert!(grown[100..].iter().all(|&x| x == 0));
+        let grown = pool.take(K + 300);
+        assert_eq!(grown.len(), K + 300);
+        assert!(grown[..K].iter().all(|&x| x == 7));
+        assert!(grown[K..].iter().all(|&x| x == 0));
     }
 
     #[test]
     fn best_fit_budget_and_size_limit() {
-        let pool = FramePool::new(10_000);
-        pool.give(BytesMut::zeroed(4000).freeze());
-        pool.give(BytesMut::zeroed(2000).freeze());
-        assert_eq!(pool.idle_bytes(), 6000);
+        let pool = FramePool::new(10 * K);
+        pool.give(BytesMut::zeroed(4 * K).freeze());
+        pool.give(BytesMut::zeroed(2 * K).freeze());
+        assert_eq!(pool.idle_bytes(), 6 * K);
         // Over the budget of idle buffers: dropped.
-        pool.give(BytesMut::zeroed(5000).freeze());
-        assert_eq!(pool.idle_bytes(), 6000);
-        assert_eq!(pool.take(1500).capacity(), 2000, "smallest that fits");
-        assert_eq!(pool.take(3000).capacity(), 4000);
+        pool.give(BytesMut::zeroed(5 * K).freeze());
+        assert_eq!(pool.idle_bytes(), 6 * K);
+        assert_eq!(pool.take(3 * K / 2).capacity(), 2 * K, "smallest that fits");
+        assert_eq!(pool.take(3 * K).capacity(), 4 * K);
         // Nothing idle fits: a fresh zeroed buffer.
-        assert!(pool.take(9000).iter().all(|&x| x == 0));
+        assert!(pool.take(9 * K).iter().all(|&x| x == 0));
         let big = FramePool::new(usize::MAX);
         big.give(BytesMut::zeroed(MAX_POOLED_FRAME + 1).freeze());
         assert_eq!(big.idle_bytes(), 0);
