@@ -4,9 +4,11 @@
 
 use std::cell::RefCell;
 use std::path::Path;
+use std::rc::Rc;
 
 use bytes::BytesMut;
 use ringbroker_engine::batch::{build_batch, validate_batch, BatchHeader, RecordSpec};
+use ringbroker_engine::cache::CacheLedger;
 use ringbroker_engine::config::LogConfig;
 use ringbroker_engine::io::DmaStorage;
 use ringbroker_engine::log::PartitionLog;
@@ -34,8 +36,13 @@ fn append(log: &RefCell<Log>, raw: &[u8], now: i64) -> (i64, i64) {
 }
 
 async fn open(dir: &Path, cfg: LogConfig) -> RefCell<Log> {
+    open_sharing(dir, cfg, &ringbroker_engine::cache::CacheLedger::new(1 << 20)).await
+}
+
+/// Opens a partition on the shard-wide cache ledger `ledger`.
+async fn open_sharing(dir: &Path, cfg: LogConfig, ledger: &Rc<CacheLedger>) -> RefCell<Log> {
     ringbroker_engine::io::probe_direct_io(Path::new(env!("CARGO_TARGET_TMPDIR"))).await.unwrap();
-    RefCell::new(Log::open(DmaStorage, dir, cfg, ringbroker_engine::cache::CacheLedger::new(1 << 20)).await.unwrap())
+    RefCell::new(Log::open(DmaStorage, dir, cfg, ledger.clone()).await.unwrap())
 }
 
 /// Reads everything from `from` to the high watermark, via cache or disk.
@@ -147,14 +154,11 @@ fn multi_chunk_flushes_land_in_order() {
 fn shard_cache_budget_is_shared_oldest_first() {
     run(|| async {
         let d = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-        ringbroker_engine::io::probe_direct_io(Path::new(env!("CARGO_TARGET_TMPDIR"))).await.unwrap();
         let one = batch(1, "v", 1).len();
-        let ledger = ringbroker_engine::cache::CacheLedger::new(10 * one);
+        let ledger = CacheLedger::new(10 * one);
         let cfg = LogConfig::kafka_defaults();
-        let idle =
-            RefCell::new(Log::open(DmaStorage, &d.path().join("idle"), cfg.clone(), ledger.clone()).await.unwrap());
-        let busy =
-            RefCell::new(Log::open(DmaStorage, &d.path().join("busy"), cfg.clone(), ledger.clone()).await.unwrap());
+        let idle = open_sharing(&d.path().join("idle"), cfg.clone(), &ledger).await;
+        let busy = open_sharing(&d.path().join("busy"), cfg.clone(), &ledger).await;
         for i in 0..4 {
             append(&idle, &batch(1, "v", i), 0);
         }
@@ -307,11 +311,10 @@ fn retention_and_delete_records_move_the_log_start() {
         let mut cfg = LogConfig::kafka_defaults();
         cfg.segment_bytes = 4 << 10;
         cfg.retention_bytes = 16 << 10;
-        ringbroker_engine::io::probe_direct_io(Path::new(env!("CARGO_TARGET_TMPDIR"))).await.unwrap();
         // The shard's cache ledger must follow batches dropped by retention
         // and DeleteRecords, not only by eviction.
-        let ledger = ringbroker_engine::cache::CacheLedger::new(1 << 20);
-        let log = RefCell::new(Log::open(DmaStorage, d.path(), cfg.clone(), ledger.clone()).await.unwrap());
+        let ledger = CacheLedger::new(1 << 20);
+        let log = open_sharing(d.path(), cfg.clone(), &ledger).await;
         for i in 0..400 {
             append(&log, &batch(5, &format!("r{i}"), 10), 0);
             Log::flush_once(&log, 0, false).await.unwrap();
@@ -358,9 +361,8 @@ fn readahead_follows_sequential_disk_reads() {
         Log::close(&log, 0).await.unwrap();
         drop(log);
 
-        ringbroker_engine::io::probe_direct_io(Path::new(env!("CARGO_TARGET_TMPDIR"))).await.unwrap();
-        let ledger = ringbroker_engine::cache::CacheLedger::new(64 << 20);
-        let log = RefCell::new(Log::open(DmaStorage, d.path(), cfg.clone(), ledger.clone()).await.unwrap());
+        let ledger = CacheLedger::new(64 << 20);
+        let log = open_sharing(d.path(), cfg.clone(), &ledger).await;
         assert!(log.borrow().segment_count() > 3);
         assert!(log.borrow().read_cached(0, 1 << 20).is_none(), "cold cache: reads go to disk");
         // Sequential reads, small enough that each leaves more on disk.
