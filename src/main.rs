@@ -1,5 +1,5 @@
 //! `ringbroker`: the broker (`serve`) and a command-line Kafka client
-//! (`topic`, `produce`, `consume`) in one binary.
+//! (`topic`, `group`, `produce`, `consume`) in one binary.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -42,6 +42,8 @@ enum Command {
     /// Create, list, describe or delete topics.
     #[command(subcommand)]
     Topic(ringbroker_cli::TopicCommand),
+    /// List, describe or delete consumer groups; reset or delete their offsets.
+    Group(ringbroker_cli::GroupArgs),
     /// Produce lines from stdin as records.
     Produce(ringbroker_cli::ProduceArgs),
     /// Consume records to stdout, one value per line.
@@ -82,6 +84,7 @@ fn main() {
             }
         }
         Command::Topic(cmd) => ringbroker_cli::run_topic(&cli.bootstrap, cmd),
+        Command::Group(args) => ringbroker_cli::run_group(&cli.bootstrap, args),
         Command::Produce(args) => ringbroker_cli::run_produce(&cli.bootstrap, args),
         Command::Consume(args) => ringbroker_cli::run_consume(&cli.bootstrap, args),
     };

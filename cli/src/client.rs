@@ -64,12 +64,15 @@ pub fn check_error(code: i16, context: impl std::fmt::Display) -> Result<()> {
 
 /// Versions of each API this client is able (and willing) to speak.
 ///
-/// Produce and Fetch are capped at v12: from v13 on they identify topics by
-/// topic id instead of name, which this client does not track.
+/// Produce and Fetch are capped at v12, OffsetCommit and OffsetFetch at v9:
+/// from those on they identify topics by topic id instead of name, which this
+/// client does not track (and kafka-protocol 0.18 lists OffsetCommit and
+/// OffsetFetch v10 in `ApiKey::valid_versions` but cannot encode them).
 pub fn client_versions(key: ApiKey) -> VersionRange {
     let mut range = key.valid_versions();
     let cap = match key {
         ApiKey::Produce | ApiKey::Fetch => Some(12),
+        ApiKey::OffsetCommit | ApiKey::OffsetFetch => Some(9),
         _ => None,
     };
     if let Some(cap) = cap {
@@ -204,19 +207,24 @@ impl KafkaConnection {
 
     /// The highest version of `key` supported by both this client and the broker.
     pub fn version_for(&self, key: ApiKey) -> Result<i16> {
+        self.negotiated(key, client_versions(key))
+    }
+
+    fn negotiated(&self, key: ApiKey, client: VersionRange) -> Result<i16> {
         let broker = self
             .broker_versions
             .get(&(key as i16))
             .ok_or_else(|| anyhow!("broker {} does not support the {key:?} API", self.addr))?;
-        let client = client_versions(key);
         negotiate(client, *broker).ok_or_else(|| {
             anyhow!("no common {key:?} version with broker {}: client {client}, broker {broker}", self.addr)
         })
     }
 
-    /// Version negotiated for request type `R`.
+    /// Version negotiated for request type `R`, never beyond what its codec
+    /// can encode.
     pub fn version_of<R: Request>(&self) -> Result<i16> {
-        self.version_for(api_key_of::<R>()?)
+        let key = api_key_of::<R>()?;
+        self.negotiated(key, client_versions(key).intersect(&R::VERSIONS))
     }
 
     /// Send `req` at the negotiated version and wait for its response.
@@ -392,6 +400,8 @@ mod tests {
         let c = client_versions(ApiKey::Fetch);
         assert_eq!((c.min, c.max), (4, 12));
         assert_eq!(client_versions(ApiKey::ListOffsets).max, 10);
+        assert_eq!(client_versions(ApiKey::OffsetFetch).max, 9);
+        assert_eq!(client_versions(ApiKey::OffsetCommit).max, 9);
         let r = |min, max| VersionRange { min, max };
         assert_eq!(negotiate(r(3, 12), r(0, 11)), Some(11));
         assert_eq!(negotiate(r(3, 12), r(3, 13)), Some(12));

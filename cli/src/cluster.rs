@@ -120,6 +120,13 @@ impl Cluster {
         Ok(resp)
     }
 
+    /// Ids of the brokers from the last Metadata response, sorted.
+    pub fn broker_ids(&self) -> Vec<i32> {
+        let mut ids: Vec<i32> = self.brokers.keys().copied().collect();
+        ids.sort_unstable();
+        ids
+    }
+
     /// Metadata of one topic; errors if the topic does not exist.
     pub fn topic(&mut self, name: &str) -> Result<TopicInfo> {
         let resp = self.metadata(Some(&[name]))?;

@@ -1,14 +1,16 @@
-//! ringbroker's command-line Kafka client: topic administration, produce and
-//! consume over the standard Kafka wire protocol. Works against any
+//! ringbroker's command-line Kafka client: topic and consumer group
+//! administration, produce and consume over the standard Kafka wire protocol. Works against any
 //! Kafka-compatible broker: API versions are negotiated via ApiVersions.
 
 pub mod client;
 pub mod cluster;
 pub mod consume;
+pub mod group;
 pub mod produce;
 pub mod topic;
 
 pub use client::KafkaConnection;
+pub use group::{GroupArgs, GroupCommand, ResetOffsetsArgs, ResetTo, TopicPartitions};
 
 /// `ringbroker topic ...`
 #[derive(clap::Subcommand, Debug)]
@@ -109,6 +111,11 @@ pub fn run_consume(bootstrap: &str, args: ConsumeArgs) -> anyhow::Result<()> {
     consume::run(bootstrap, args)
 }
 
+/// Administer consumer groups.
+pub fn run_group(bootstrap: &str, args: GroupArgs) -> anyhow::Result<()> {
+    group::run(bootstrap, args)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,6 +131,7 @@ mod tests {
     enum Cmd {
         #[command(subcommand)]
         Topic(TopicCommand),
+        Group(GroupArgs),
         Produce(ProduceArgs),
         Consume(ConsumeArgs),
     }
@@ -175,6 +183,74 @@ mod tests {
                 assert_eq!(a.partition, None);
             }
             other => panic!("{other:?}"),
+        }
+
+        let cli = Cli::parse_from([
+            "x",
+            "group",
+            "reset-offsets",
+            "g",
+            "--topic",
+            "a",
+            "--topic",
+            "b:1,0",
+            "--shift-by",
+            "-5",
+            "--execute",
+            "--json",
+        ]);
+        match cli.cmd {
+            Cmd::Group(GroupArgs { json, command: GroupCommand::ResetOffsets(a) }) => {
+                assert!(json && a.execute && !a.all_topics);
+                assert_eq!(a.group, "g");
+                assert_eq!(
+                    a.topics,
+                    vec![
+                        TopicPartitions { topic: "a".into(), partitions: None },
+                        TopicPartitions { topic: "b".into(), partitions: Some(vec![0, 1]) },
+                    ]
+                );
+                assert_eq!(a.to.strategy(0).unwrap(), group::ResetStrategy::ShiftBy(-5));
+            }
+            other => panic!("{other:?}"),
+        }
+        let cli = Cli::parse_from(["x", "group", "--json", "list"]);
+        assert!(matches!(cli.cmd, Cmd::Group(GroupArgs { json: true, command: GroupCommand::List })));
+        let cli = Cli::parse_from(["x", "group", "delete", "g1", "g2"]);
+        match cli.cmd {
+            Cmd::Group(GroupArgs { json: false, command: GroupCommand::Delete { groups } }) => {
+                assert_eq!(groups, vec!["g1", "g2"])
+            }
+            other => panic!("{other:?}"),
+        }
+        let cli = Cli::parse_from(["x", "group", "delete-offsets", "g", "--topic", "t:3"]);
+        match cli.cmd {
+            Cmd::Group(GroupArgs { command: GroupCommand::DeleteOffsets { group, topics }, .. }) => {
+                assert_eq!(group, "g");
+                assert_eq!(topics, vec![TopicPartitions { topic: "t".into(), partitions: Some(vec![3]) }]);
+            }
+            other => panic!("{other:?}"),
+        }
+        let cli = Cli::parse_from(["x", "group", "reset-offsets", "g", "--all-topics", "--to-datetime", "2024-01-01"]);
+        match cli.cmd {
+            Cmd::Group(GroupArgs { command: GroupCommand::ResetOffsets(a), .. }) => {
+                assert!(a.all_topics && !a.execute && a.topics.is_empty());
+                assert_eq!(a.to.strategy(0).unwrap(), group::ResetStrategy::Timestamp(1_704_067_200_000));
+            }
+            other => panic!("{other:?}"),
+        }
+        // Exactly one reset target, and a topic selection, are required.
+        for bad in [
+            &["x", "group", "reset-offsets", "g", "--topic", "t"][..],
+            &["x", "group", "reset-offsets", "g", "--topic", "t", "--to-earliest", "--to-latest"],
+            &["x", "group", "reset-offsets", "g", "--to-earliest"],
+            &["x", "group", "reset-offsets", "g", "--topic", "t", "--all-topics", "--to-earliest"],
+            &["x", "group", "reset-offsets", "g", "--topic", "t:x", "--to-earliest"],
+            &["x", "group", "reset-offsets", "g", "--topic", "t", "--to-latest", "--execute", "--dry-run"],
+            &["x", "group", "delete"],
+            &["x", "group", "delete-offsets", "g"],
+        ] {
+            assert!(Cli::try_parse_from(bad).is_err(), "{bad:?}");
         }
 
         let cli = Cli::parse_from(["x", "consume", "t", "--count", "5", "--print-key"]);

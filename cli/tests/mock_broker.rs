@@ -11,13 +11,24 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, Bytes, BytesMut};
 use kafka_protocol::indexmap::IndexMap;
 use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::consumer_protocol_assignment::TopicPartition;
 use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
+use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::describe_configs_response::{DescribeConfigsResourceResult, DescribeConfigsResult};
+use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::find_coordinator_response::Coordinator;
+use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::offset_commit_response::{OffsetCommitResponsePartition, OffsetCommitResponseTopic};
+use kafka_protocol::messages::offset_delete_response::{OffsetDeleteResponsePartition, OffsetDeleteResponseTopic};
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions, OffsetFetchResponseTopic,
+    OffsetFetchResponseTopics,
 };
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::*;
@@ -25,16 +36,32 @@ use kafka_protocol::protocol::{decode_request_header_from_buffer, Decodable, Enc
 use kafka_protocol::records::{
     Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
+use ringbroker_cli::group::{GroupArgs, GroupCommand, ResetOffsetsArgs, ResetTo, TopicPartitions};
 use ringbroker_cli::{ConsumeArgs, ProduceArgs, TopicCommand};
 
 type Log = Vec<(Option<Bytes>, Option<Bytes>)>;
 /// Partition logs and config overrides of a topic.
 type Topic = (Vec<Log>, Vec<(String, String)>);
 
+/// A consumer group: state, members (id, client id, host, assignment bytes)
+/// and committed offsets.
+#[derive(Default, Clone)]
+struct MockGroup {
+    state: String,
+    protocol: String,
+    members: Vec<(String, String, String, Bytes)>,
+    offsets: BTreeMap<(String, i32), i64>,
+}
+
 #[derive(Default)]
 struct State {
     reject_api_versions_v3: bool,
+    /// Advertise at most this version of these APIs.
+    caps: Vec<(ApiKey, i16)>,
+    /// Log start offset of every partition (clamped to its length).
+    log_start: i64,
     topics: BTreeMap<String, Topic>,
+    groups: BTreeMap<String, MockGroup>,
     requests: Vec<(ApiKey, i16)>,
     produce_batches: usize,
 }
@@ -90,6 +117,9 @@ fn serve(mut stream: TcpStream, state: Arc<Mutex<State>>, port: u16) {
                         av.api_key = k as i16;
                         av.min_version = r.min;
                         av.max_version = r.max;
+                        if let Some((_, cap)) = state.lock().unwrap().caps.iter().find(|(ck, _)| *ck == k) {
+                            av.max_version = av.max_version.min(*cap);
+                        }
                         av
                     })
                     .collect();
@@ -213,9 +243,19 @@ fn serve(mut stream: TcpStream, state: Arc<Mutex<State>>, port: u16) {
                     for p in t.partitions {
                         let mut pr = ListOffsetsPartitionResponse::default();
                         pr.partition_index = p.partition_index;
+                        let len = parts[p.partition_index as usize].len() as i64;
+                        // Record i has timestamp i * 1000 ms.
                         pr.offset = match p.timestamp {
-                            -2 => 0,
-                            -1 => parts[p.partition_index as usize].len() as i64,
+                            -2 => st.log_start.min(len),
+                            -1 => len,
+                            ts if ts >= 0 => {
+                                let first = (ts + 999) / 1000;
+                                if first < len {
+                                    first
+                                } else {
+                                    -1
+                                }
+                            }
                             other => panic!("unexpected timestamp {other}"),
                         };
                         tr.partitions.push(pr);
@@ -287,6 +327,188 @@ fn serve(mut stream: TcpStream, state: Arc<Mutex<State>>, port: u16) {
                 }
                 if !any {
                     thread::sleep(Duration::from_millis(20));
+                }
+                resp.encode(&mut header_out(&mut out, key, v, &header), v).unwrap();
+            }
+            ApiKey::FindCoordinator => {
+                let req = decode!(FindCoordinatorRequest);
+                assert_eq!(req.key_type, 0);
+                let mut resp = FindCoordinatorResponse::default();
+                if v >= 4 {
+                    for k in req.coordinator_keys {
+                        let mut c = Coordinator::default();
+                        c.key = k;
+                        c.node_id = BrokerId(1);
+                        c.host = StrBytes::from_static_str("advertised.invalid");
+                        c.port = i32::from(port);
+                        resp.coordinators.push(c);
+                    }
+                } else {
+                    assert!(!req.key.is_empty());
+                    resp.node_id = BrokerId(1);
+                    resp.host = StrBytes::from_static_str("advertised.invalid");
+                    resp.port = i32::from(port);
+                }
+                resp.encode(&mut header_out(&mut out, key, v, &header), v).unwrap();
+            }
+            ApiKey::ListGroups => {
+                decode!(ListGroupsRequest);
+                let st = state.lock().unwrap();
+                let mut resp = ListGroupsResponse::default();
+                for (id, g) in &st.groups {
+                    let mut lg = ListedGroup::default();
+                    lg.group_id = GroupId(StrBytes::from_string(id.clone()));
+                    lg.protocol_type = StrBytes::from_static_str("consumer");
+                    if v >= 4 {
+                        lg.group_state = StrBytes::from_string(g.state.clone());
+                    }
+                    resp.groups.push(lg);
+                }
+                resp.encode(&mut header_out(&mut out, key, v, &header), v).unwrap();
+            }
+            ApiKey::DescribeGroups => {
+                let req = decode!(DescribeGroupsRequest);
+                let st = state.lock().unwrap();
+                let mut resp = DescribeGroupsResponse::default();
+                for id in req.groups {
+                    let mut dg = DescribedGroup::default();
+                    match st.groups.get(id.as_str()) {
+                        None => dg.group_state = StrBytes::from_static_str("Dead"),
+                        Some(g) => {
+                            dg.group_state = StrBytes::from_string(g.state.clone());
+                            dg.protocol_type = StrBytes::from_static_str("consumer");
+                            dg.protocol_data = StrBytes::from_string(g.protocol.clone());
+                            for (mid, cid, host, assignment) in &g.members {
+                                let mut m = DescribedGroupMember::default();
+                                m.member_id = StrBytes::from_string(mid.clone());
+                                m.client_id = StrBytes::from_string(cid.clone());
+                                m.client_host = StrBytes::from_string(host.clone());
+                                m.member_assignment = assignment.clone();
+                                dg.members.push(m);
+                            }
+                        }
+                    }
+                    dg.group_id = id;
+                    resp.groups.push(dg);
+                }
+                resp.encode(&mut header_out(&mut out, key, v, &header), v).unwrap();
+            }
+            ApiKey::OffsetFetch => {
+                let req = decode!(OffsetFetchRequest);
+                let st = state.lock().unwrap();
+                let committed = |gid: &str| -> Vec<(String, i32, i64)> {
+                    st.groups
+                        .get(gid)
+                        .map(|g| g.offsets.iter().map(|((t, p), o)| (t.clone(), *p, *o)).collect())
+                        .unwrap_or_default()
+                };
+                let mut resp = OffsetFetchResponse::default();
+                if v >= 8 {
+                    for g in req.groups {
+                        assert!(g.topics.is_none(), "the CLI asks for all offsets");
+                        let mut rg = OffsetFetchResponseGroup::default();
+                        for (t, p, o) in committed(g.group_id.as_str()) {
+                            let mut rp = OffsetFetchResponsePartitions::default();
+                            rp.partition_index = p;
+                            rp.committed_offset = o;
+                            match rg.topics.iter_mut().find(|x| x.name.as_str() == t) {
+                                Some(x) => x.partitions.push(rp),
+                                None => {
+                                    let mut rt = OffsetFetchResponseTopics::default();
+                                    rt.name = name(&t);
+                                    rt.partitions.push(rp);
+                                    rg.topics.push(rt);
+                                }
+                            }
+                        }
+                        rg.group_id = g.group_id;
+                        resp.groups.push(rg);
+                    }
+                } else {
+                    assert!(req.topics.is_none(), "the CLI asks for all offsets");
+                    for (t, p, o) in committed(req.group_id.as_str()) {
+                        let mut rp = OffsetFetchResponsePartition::default();
+                        rp.partition_index = p;
+                        rp.committed_offset = o;
+                        match resp.topics.iter_mut().find(|x| x.name.as_str() == t) {
+                            Some(x) => x.partitions.push(rp),
+                            None => {
+                                let mut rt = OffsetFetchResponseTopic::default();
+                                rt.name = name(&t);
+                                rt.partitions.push(rp);
+                                resp.topics.push(rt);
+                            }
+                        }
+                    }
+                }
+                resp.encode(&mut header_out(&mut out, key, v, &header), v).unwrap();
+            }
+            ApiKey::OffsetCommit => {
+                let req = decode!(OffsetCommitRequest);
+                assert_eq!(req.generation_id_or_member_epoch, -1);
+                assert!(req.member_id.is_empty());
+                let mut st = state.lock().unwrap();
+                let g = st
+                    .groups
+                    .entry(req.group_id.to_string())
+                    .or_insert_with(|| MockGroup { state: "Empty".into(), ..Default::default() });
+                // Kafka refuses an admin commit while the group has members.
+                let code = if g.members.is_empty() { 0 } else { 25 };
+                let mut resp = OffsetCommitResponse::default();
+                for t in req.topics {
+                    let mut rt = OffsetCommitResponseTopic::default();
+                    for p in t.partitions {
+                        if code == 0 {
+                            g.offsets.insert((t.name.to_string(), p.partition_index), p.committed_offset);
+                        }
+                        let mut rp = OffsetCommitResponsePartition::default();
+                        rp.partition_index = p.partition_index;
+                        rp.error_code = code;
+                        rt.partitions.push(rp);
+                    }
+                    rt.name = t.name;
+                    resp.topics.push(rt);
+                }
+                resp.encode(&mut header_out(&mut out, key, v, &header), v).unwrap();
+            }
+            ApiKey::OffsetDelete => {
+                let req = decode!(OffsetDeleteRequest);
+                let mut st = state.lock().unwrap();
+                let mut resp = OffsetDeleteResponse::default();
+                match st.groups.get_mut(req.group_id.as_str()) {
+                    None => resp.error_code = 69,
+                    Some(g) => {
+                        for t in req.topics {
+                            let mut rt = OffsetDeleteResponseTopic::default();
+                            for p in t.partitions {
+                                g.offsets.remove(&(t.name.to_string(), p.partition_index));
+                                let mut rp = OffsetDeleteResponsePartition::default();
+                                rp.partition_index = p.partition_index;
+                                rt.partitions.push(rp);
+                            }
+                            rt.name = t.name;
+                            resp.topics.push(rt);
+                        }
+                    }
+                }
+                resp.encode(&mut header_out(&mut out, key, v, &header), v).unwrap();
+            }
+            ApiKey::DeleteGroups => {
+                let req = decode!(DeleteGroupsRequest);
+                let mut st = state.lock().unwrap();
+                let mut resp = DeleteGroupsResponse::default();
+                for id in req.groups_names {
+                    let mut r = DeletableGroupResult::default();
+                    r.error_code = match st.groups.get(id.as_str()) {
+                        None => 69,
+                        Some(g) if !g.members.is_empty() => 68,
+                        Some(_) => {
+                            st.groups.remove(id.as_str());
+                            0
+                        }
+                    };
+                    r.group_id = id;
+                    resp.results.push(r);
                 }
                 resp.encode(&mut header_out(&mut out, key, v, &header), v).unwrap();
             }
@@ -533,4 +755,201 @@ fn produce_errors_and_acks_zero() {
 
     let reqs = state.lock().unwrap().requests.clone();
     assert!(reqs.iter().filter(|(k, _)| *k == ApiKey::ApiVersions).all(|(_, v)| *v == 3));
+}
+
+fn group_out(addr: &str, json: bool, command: GroupCommand) -> (anyhow::Result<()>, String) {
+    let mut out = Vec::new();
+    let r = ringbroker_cli::group::run_to(addr, GroupArgs { json, command }, &mut out);
+    (r, String::from_utf8(out).unwrap())
+}
+
+fn assignment(parts: &[(&str, &[i32])]) -> Bytes {
+    let mut a = ConsumerProtocolAssignment::default();
+    a.assigned_partitions = parts
+        .iter()
+        .map(|(t, ps)| {
+            let mut tp = TopicPartition::default();
+            tp.topic = name(t);
+            tp.partitions = ps.to_vec();
+            tp
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    bytes::BufMut::put_i16(&mut buf, 1);
+    a.encode(&mut buf, 1).unwrap();
+    buf.freeze()
+}
+
+fn reset(group: &str, topic: &str, to: ResetTo, execute: bool) -> GroupCommand {
+    GroupCommand::ResetOffsets(ResetOffsetsArgs {
+        group: group.into(),
+        topics: vec![ringbroker_cli::group::parse_topic_partitions(topic).unwrap()],
+        all_topics: false,
+        to,
+        execute,
+        dry_run: false,
+    })
+}
+
+/// The group commands against the mock, at the newest versions and with the
+/// pre-KIP-709 OffsetFetch (v7) / pre-batched FindCoordinator (v3) shapes.
+fn group_scenario(caps: Vec<(ApiKey, i16)>) -> Vec<(ApiKey, i16)> {
+    let old = !caps.is_empty();
+    let (addr, state) = start(false);
+    topic_out(&addr, TopicCommand::Create { name: "t".into(), partitions: 2, replication_factor: 1, configs: vec![] })
+        .unwrap();
+    let mut args = produce_args("t");
+    args.partition = Some(0);
+    produce(&addr, &args, &"x\n".repeat(10)).unwrap();
+    args.partition = Some(1);
+    produce(&addr, &args, &"y\n".repeat(4)).unwrap();
+    {
+        let mut st = state.lock().unwrap();
+        st.caps = caps;
+        st.log_start = 2;
+        st.groups.insert(
+            "busy".into(),
+            MockGroup {
+                state: "Stable".into(),
+                protocol: "range".into(),
+                members: vec![
+                    ("m-2".into(), "c2".into(), "/10.0.0.2".into(), assignment(&[("t", &[1])])),
+                    ("m-1".into(), "c1".into(), "/10.0.0.1".into(), assignment(&[("t", &[0])])),
+                ],
+                offsets: [(("t".to_string(), 0), 3)].into(),
+            },
+        );
+        st.groups.insert(
+            "idle".into(),
+            MockGroup { state: "Empty".into(), offsets: [(("t".to_string(), 1), 1)].into(), ..Default::default() },
+        );
+    }
+
+    let (r, out) = group_out(&addr, false, GroupCommand::List);
+    r.unwrap();
+    // ListGroups before v4 carries no state.
+    let states = if old { ("-", "-") } else { ("Stable", "Empty") };
+    assert_eq!(
+        out,
+        format!(
+            "GROUP  PROTOCOL-TYPE  STATE\nbusy   consumer       {}\nidle   consumer       {}\n",
+            states.0, states.1
+        )
+    );
+
+    let (r, out) = group_out(&addr, false, GroupCommand::Describe { group: "busy".into() });
+    r.unwrap();
+    assert!(
+        out.starts_with(
+            "GROUP  STATE   PROTOCOL-TYPE  PROTOCOL  MEMBERS\nbusy   Stable  consumer       range     2\n\n"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("\nbusy   t      0          3               10              7    m-1          /10.0.0.1  c1\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("\nbusy   t      1          -               4               -    m-2          /10.0.0.2  c2\n"),
+        "{out}"
+    );
+    assert!(out.contains("\nm-1          -                  /10.0.0.1  c1         1            t:0\n"), "{out}");
+    let (r, out) = group_out(&addr, true, GroupCommand::Describe { group: "busy".into() });
+    r.unwrap();
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["offsets"][0]["lag"], 7);
+    assert_eq!(v["offsets"][0]["consumer_id"], "m-1");
+    assert!(v["offsets"][1]["lag"].is_null());
+    assert_eq!(v["members"][1]["assignment"][0]["partitions"][0], 1);
+
+    let (r, _) = group_out(&addr, false, GroupCommand::Describe { group: "nope".into() });
+    assert!(format!("{:#}", r.unwrap_err()).contains("GROUP_ID_NOT_FOUND"));
+
+    // Active group: the admin commit is refused.
+    let to_earliest = || ResetTo { to_earliest: true, ..Default::default() };
+    let (r, _) = group_out(&addr, false, reset("busy", "t", to_earliest(), true));
+    let e = format!("{:#}", r.unwrap_err());
+    assert!(e.contains("group is active; stop its consumers first") && e.contains("UNKNOWN_MEMBER_ID"), "{e}");
+    assert_eq!(state.lock().unwrap().groups["busy"].offsets[&("t".to_string(), 0)], 3);
+
+    // Dry run: plan only. to-offset 1 is clamped to the log start (2).
+    let (r, out) =
+        group_out(&addr, false, reset("idle", "t", ResetTo { to_offset: Some(1), ..Default::default() }, false));
+    r.unwrap();
+    assert_eq!(
+        out,
+        "GROUP  TOPIC  PARTITION  CURRENT-OFFSET  NEW-OFFSET\nidle   t      0          -               2\nidle   t      1          1               2\n"
+    );
+    assert_eq!(state.lock().unwrap().groups["idle"].offsets.len(), 1);
+    let (r, _) =
+        group_out(&addr, false, reset("idle", "t:0", ResetTo { shift_by: Some(1), ..Default::default() }, false));
+    assert!(format!("{:#}", r.unwrap_err()).contains("t-0: no committed offset to shift"));
+
+    // Execute by time: record i has timestamp i s; none at 30 s -> log end.
+    let at = |s: &str| ResetTo { to_datetime: Some(s.into()), ..Default::default() };
+    let (r, out) = group_out(&addr, true, reset("idle", "t", at("1970-01-01T00:00:03Z"), true));
+    r.unwrap();
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["executed"], true);
+    let offsets = |st: &State| st.groups["idle"].offsets.clone();
+    assert_eq!(offsets(&state.lock().unwrap()), [(("t".to_string(), 0), 3), (("t".to_string(), 1), 3)].into());
+    group_out(&addr, false, reset("idle", "t:1", at("1970-01-01T00:00:30Z"), true)).0.unwrap();
+    group_out(&addr, false, reset("idle", "t:0", ResetTo { shift_by: Some(100), ..Default::default() }, true))
+        .0
+        .unwrap();
+    assert_eq!(offsets(&state.lock().unwrap()), [(("t".to_string(), 0), 10), (("t".to_string(), 1), 4)].into());
+
+    let (r, out) = group_out(
+        &addr,
+        false,
+        GroupCommand::DeleteOffsets {
+            group: "idle".into(),
+            topics: vec![TopicPartitions { topic: "t".into(), partitions: Some(vec![0]) }],
+        },
+    );
+    r.unwrap();
+    assert_eq!(out, "TOPIC  PARTITION  RESULT\nt      0          deleted\n");
+    assert_eq!(offsets(&state.lock().unwrap()), [(("t".to_string(), 1), 4)].into());
+
+    let (r, out) = group_out(&addr, false, GroupCommand::Delete { groups: vec!["busy".into(), "idle".into()] });
+    let e = format!("{:#}", r.unwrap_err());
+    assert!(e.contains("could not delete 1 of 2 groups: group busy: NON_EMPTY_GROUP (68)"), "{e}");
+    assert_eq!(out, "GROUP  RESULT\nbusy   NON_EMPTY_GROUP (68)\nidle   deleted\n");
+    assert!(!state.lock().unwrap().groups.contains_key("idle"));
+
+    let reqs = state.lock().unwrap().requests.clone();
+    reqs
+}
+
+fn max_version(reqs: &[(ApiKey, i16)], k: ApiKey) -> Option<i16> {
+    reqs.iter().filter(|(rk, _)| *rk == k).map(|(_, v)| *v).max()
+}
+
+#[test]
+fn group_commands_newest_versions() {
+    let reqs = group_scenario(vec![]);
+    assert_eq!(max_version(&reqs, ApiKey::FindCoordinator), Some(6));
+    assert_eq!(max_version(&reqs, ApiKey::OffsetFetch), Some(9));
+    assert_eq!(max_version(&reqs, ApiKey::OffsetCommit), Some(9));
+    assert_eq!(max_version(&reqs, ApiKey::ListGroups), Some(5));
+    assert_eq!(max_version(&reqs, ApiKey::DescribeGroups), Some(6));
+    assert_eq!(max_version(&reqs, ApiKey::DeleteGroups), Some(2));
+    assert_eq!(max_version(&reqs, ApiKey::OffsetDelete), Some(0));
+}
+
+#[test]
+fn group_commands_older_versions() {
+    let reqs = group_scenario(vec![
+        (ApiKey::FindCoordinator, 3),
+        (ApiKey::OffsetFetch, 7),
+        (ApiKey::OffsetCommit, 5),
+        (ApiKey::ListGroups, 3),
+        (ApiKey::DescribeGroups, 0),
+        (ApiKey::DeleteGroups, 0),
+        (ApiKey::ListOffsets, 1),
+    ]);
+    assert_eq!(max_version(&reqs, ApiKey::FindCoordinator), Some(3));
+    assert_eq!(max_version(&reqs, ApiKey::OffsetFetch), Some(7));
+    assert_eq!(max_version(&reqs, ApiKey::OffsetCommit), Some(5));
+    assert_eq!(max_version(&reqs, ApiKey::ListOffsets), Some(1));
 }
