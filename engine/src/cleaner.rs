@@ -141,11 +141,15 @@ impl<S: SegmentStorage + Clone> PartitionLog<S> {
         throttle: Throttle,
         crash_at: Option<SwapStep>,
     ) -> Result<CleanStats, EngineError> {
-        let (dir, sealed, cfg, storage) = {
+        let (dir, sealed, cfg, storage, oldest_dirty_max_ts) = {
             let s = this.borrow();
             let sealed: Vec<(i64, std::rc::Rc<S::File>, u64)> =
                 s.sealed_segments().map(|seg| (seg.base_offset, seg.file.clone(), seg.size)).collect();
-            (s.dir().to_path_buf(), sealed, s.config().clone(), s.storage_handle())
+            // Newest record time of the oldest dirty segment: max.compaction.lag.ms.
+            let cleaned_to = read_checkpoint(s.dir());
+            let oldest_dirty_max_ts =
+                s.sealed_segments().find(|seg| seg.base_offset >= cleaned_to).map(|seg| seg.max_timestamp);
+            (s.dir().to_path_buf(), sealed, s.config().clone(), s.storage_handle(), oldest_dirty_max_ts)
         };
         let mut stats = CleanStats::default();
         if !cfg.cleanup_policy.compact || sealed.is_empty() {
@@ -160,7 +164,12 @@ impl<S: SegmentStorage + Clone> PartitionLog<S> {
                 dirty += size;
             }
         }
-        if dirty == 0 || dirty_ratio(clean, dirty) < cfg.min_cleanable_dirty_ratio {
+        // Kafka's max.compaction.lag.ms: a dirty record older than the lag
+        // makes the log cleanable whatever its dirty ratio.
+        let lag_exceeded = oldest_dirty_max_ts
+            .map(|ts| ts >= 0 && now_ms.saturating_sub(ts) > cfg.max_compaction_lag_ms)
+            .unwrap_or(false);
+        if dirty == 0 || (dirty_ratio(clean, dirty) < cfg.min_cleanable_dirty_ratio && !lag_exceeded) {
             return Ok(stats);
         }
         let end_offset = this.borrow().active_base_offset();

@@ -218,7 +218,7 @@ const COMPRESSION_MASK: i16 = 0x07;
 
 /// Serialize `h` as a 61-byte v2 header (the CRC field is written as stored
 /// in `h`; callers fix it with [`rewrite_crc`] once the records follow).
-fn put_header(out: &mut Vec<u8>, h: &BatchHeader) {
+pub(crate) fn put_header(out: &mut Vec<u8>, h: &BatchHeader) {
     let start = out.len();
     out.extend_from_slice(&h.base_offset.to_be_bytes());
     out.extend_from_slice(&h.batch_length.to_be_bytes());
@@ -241,7 +241,7 @@ fn codec_message(e: impl std::fmt::Display) -> String {
 }
 
 /// Decompress the records region of a batch with `codec`.
-fn decompress(codec: Compression, data: &[u8]) -> Result<Vec<u8>, String> {
+pub(crate) fn decompress(codec: Compression, data: &[u8]) -> Result<Vec<u8>, String> {
     use kafka_protocol::compression::{Decompressor, Gzip, Lz4, Snappy, Zstd};
     let mut src = data;
     let take = |b: &mut bytes::Bytes| Ok(Vec::from(std::mem::take(b)));
@@ -257,7 +257,7 @@ fn decompress(codec: Compression, data: &[u8]) -> Result<Vec<u8>, String> {
 }
 
 /// Compress `plain` with `codec`, appending to `out`.
-fn compress(codec: Compression, plain: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
+pub(crate) fn compress(codec: Compression, plain: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
     use kafka_protocol::compression::{Compressor, Gzip, Lz4, Snappy, Zstd};
     let fill = |tmp: &mut bytes::BytesMut| {
         tmp.extend_from_slice(plain);
@@ -278,13 +278,13 @@ fn compress(codec: Compression, plain: &[u8], out: &mut Vec<u8>) -> Result<(), S
 }
 
 /// An uncompressed batch whose records can be walked with [`iter_records`].
-enum PlainBatch<'a> {
+pub(crate) enum PlainBatch<'a> {
     Borrowed(&'a [u8]),
     Owned(Vec<u8>),
 }
 
 impl PlainBatch<'_> {
-    fn bytes(&self) -> &[u8] {
+    pub(crate) fn bytes(&self) -> &[u8] {
         match self {
             PlainBatch::Borrowed(b) => b,
             PlainBatch::Owned(v) => v,
@@ -296,7 +296,11 @@ impl PlainBatch<'_> {
 /// synthetic uncompressed copy (same header, codec bits cleared, decompressed
 /// records, recomputed CRC), so the records can be walked and fully checked by
 /// the same parser as uncompressed data.
-fn plain_batch<'a>(batch: &'a [u8], header: &BatchHeader, position: usize) -> Result<PlainBatch<'a>, CompactionError> {
+pub(crate) fn plain_batch<'a>(
+    batch: &'a [u8],
+    header: &BatchHeader,
+    position: usize,
+) -> Result<PlainBatch<'a>, CompactionError> {
     let codec = header.compression();
     if codec == Compression::None {
         return Ok(PlainBatch::Borrowed(batch));

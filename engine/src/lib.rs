@@ -5,6 +5,7 @@
 //! pure logic (batch validation, indexes, recovery scanning, configs) and the
 //! partition log that drives a `SegmentFile` (glommio DMA files in production).
 
+pub mod append_policy;
 pub mod batch;
 pub mod cache;
 pub mod cleaner;

@@ -272,6 +272,10 @@ impl<S: SegmentStorage + Clone> PartitionLog<S> {
         self.producers.expire(now_ms, expiration_ms)
     }
 
+    /// Idempotent producers' state as of the last append.
+    pub fn producers(&self) -> &ProducerStateMap {
+        &self.producers
+    }
     pub fn config(&self) -> &LogConfig {
         &self.config
     }
@@ -377,7 +381,11 @@ impl<S: SegmentStorage + Clone> PartitionLog<S> {
         let unsynced = self.durable.get() < self.next_offset;
         match self.config.flush_policy {
             FlushPolicy::Always => unwritten || unsynced,
-            FlushPolicy::Interval => unsynced && now_ms - self.last_sync_ms >= self.config.flush_ms as i64,
+            FlushPolicy::Interval => {
+                unsynced
+                    && (now_ms - self.last_sync_ms >= self.config.flush_ms as i64
+                        || self.next_offset - self.durable.get() >= self.config.flush_messages)
+            }
             FlushPolicy::Never => self.unwritten_bytes() >= 1 << 20,
         }
     }
@@ -396,7 +404,9 @@ impl<S: SegmentStorage + Clone> PartitionLog<S> {
             return false;
         }
         active.size + next_len > self.config.segment_bytes
-            || active.first_append_ms.map(|t| now_ms - t >= self.config.segment_ms).unwrap_or(false)
+            || self.segment_too_old(active, now_ms)
+            || active.index.len().saturating_add(1).saturating_mul(crate::index::OFFSET_INDEX_ENTRY_LEN)
+                > self.config.segment_index_bytes as usize
             || active.size + next_len > u32::MAX as u64
     }
 
@@ -913,7 +923,18 @@ impl<S: SegmentStorage + Clone> PartitionLog<S> {
     /// Rolls the active segment by age even when idle (segment.ms).
     pub fn active_segment_expired(&self, now_ms: i64) -> bool {
         let active = self.segments.values().next_back().expect("active");
-        active.size > 0 && active.first_append_ms.map(|t| now_ms - t >= self.config.segment_ms).unwrap_or(false)
+        active.size > 0 && self.segment_too_old(active, now_ms)
+    }
+
+    /// segment.ms (less the segment's jitter) has passed since the segment's
+    /// first append; on compacted topics also max.compaction.lag.ms, so a
+    /// record never waits in the active segment longer than the lag allows.
+    fn segment_too_old(&self, seg: &Segment<S::File>, now_ms: i64) -> bool {
+        let mut limit = self.config.roll_after_ms(seg.base_offset);
+        if self.config.cleanup_policy.compact {
+            limit = limit.min(self.config.max_compaction_lag_ms);
+        }
+        seg.first_append_ms.map(|t| now_ms.saturating_sub(t) >= limit).unwrap_or(false)
     }
 
     pub async fn roll_now(this: &std::cell::RefCell<Self>, now_ms: i64) -> Result<(), EngineError> {

@@ -81,6 +81,12 @@ impl ProducerStateMap {
     pub fn get(&self, producer_id: i64) -> Option<&ProducerEntry> {
         self.producers.get(&producer_id)
     }
+    /// Every producer with state here (DescribeProducers), in id order.
+    pub fn entries(&self) -> Vec<(i64, &ProducerEntry)> {
+        let mut v: Vec<(i64, &ProducerEntry)> = self.producers.iter().map(|(id, e)| (*id, e)).collect();
+        v.sort_unstable_by_key(|(id, _)| *id);
+        v
+    }
 
     /// Checks a batch before append. `producer_id < 0` means not idempotent.
     pub fn check(

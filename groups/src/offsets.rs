@@ -204,8 +204,11 @@ impl Group {
                 return Err(GroupError::IllegalGeneration);
             }
         } else if self.state() != GroupState::Empty {
-            // A simple commit (no membership) is only allowed while nobody consumes as a group.
-            return Err(GroupError::IllegalGeneration);
+            // A simple commit (no membership: the admin client, or a consumer
+            // without group management) is only allowed while nobody consumes
+            // as a group. Kafka answers UNKNOWN_MEMBER_ID here, which the
+            // offset-reset tools recognise as "the group is active".
+            return Err(GroupError::UnknownMemberId);
         }
         match self.state() {
             GroupState::CompletingRebalance => Err(GroupError::RebalanceInProgress),

@@ -13,6 +13,7 @@
 //! and undecodable requests close the connection, as Kafka does. Nothing read
 //! from the network can panic the broker.
 
+use crate::log_limit::Verdict;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -68,13 +69,16 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     });
 
     let peer_ip = stream_peer_ip(&peer);
-    let result = read_loop(&shard, reader, &tx, peer_ip).await;
+    let result = read_loop(&shard, reader, &tx, peer_ip.clone()).await;
     if let Err(reason) = &result {
         match reason {
             Close::Io(_) => {}
             other => {
                 shard.metrics.request_errors.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(%peer, reason = ?other, "closing connection");
+                let verdict = shard.log_limiter.borrow_mut().check(&peer_ip, ringbroker_engine::now_ms());
+                if let Verdict::Log { suppressed } = verdict {
+                    tracing::info!(%peer, reason = ?other, suppressed, "closing connection");
+                }
             }
         }
     }
@@ -136,7 +140,10 @@ async fn read_loop(
             match r {
                 Ok(resp) => resp,
                 Err(e) => {
-                    tracing::info!(api = ?api_key, version = header.request_api_version, error = %e, "malformed request; closing connection");
+                    let verdict = shard2.log_limiter.borrow_mut().check(&peer_ip, ringbroker_engine::now_ms());
+                    if let Verdict::Log { suppressed } = verdict {
+                        tracing::info!(api = ?api_key, version = header.request_api_version, error = %e, suppressed, "malformed request; closing connection");
+                    }
                     shard2.metrics.request_errors.fetch_add(1, Ordering::Relaxed);
                     Some(handlers::Frame::close())
                 }

@@ -12,6 +12,7 @@
 //! Owned by the shard that owns the offsets partition; no other shard
 //! touches it (requests come through `Router::call`).
 
+use ringbroker_replication::{commit_wait, Acks, CommitWait};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -208,20 +209,28 @@ impl PartitionCoordinator {
             .collect();
         let raw = build_batch(0, now_ms(), &specs);
         let header = validate_batch(&raw).expect("coordinator batches are well formed");
-        let (end, durable) = {
+        let (end, durable, policy) = {
             let mut log = self.log.log.borrow_mut();
             match log.append(BytesMut::from(&raw[..]), &header, now_ms()) {
-                Ok(info) => (info.last_offset + 1, log.durable.clone()),
+                Ok(info) => (info.last_offset + 1, log.durable.clone(), log.config().flush_policy),
                 Err(e) => {
                     tracing::error!(partition = self.partition, error = %e, "appending to __consumer_offsets failed");
                     return Err(GroupError::CoordinatorNotAvailable);
                 }
             }
         };
-        durable.wait_for(end).await.map_err(|reason| {
-            tracing::error!(partition = self.partition, %reason, "__consumer_offsets write failed");
-            GroupError::CoordinatorNotAvailable
-        })
+        // The same wait as an acks=all produce to this partition: under
+        // flush.policy=interval/never that is the append itself (a commit
+        // used to wait up to flush.ms for the next periodic sync).
+        match commit_wait(Acks::All, policy, 1, end) {
+            CommitWait::Nothing => Ok(()),
+            CommitWait::LocalDurable { end_offset } | CommitWait::Committed { end_offset } => {
+                durable.wait_for(end_offset).await.map_err(|reason| {
+                    tracing::error!(partition = self.partition, %reason, "__consumer_offsets write failed");
+                    GroupError::CoordinatorNotAvailable
+                })
+            }
+        }
     }
 
     /// Fires due timers. Stale deadlines are harmless: the state machine

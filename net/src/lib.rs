@@ -7,6 +7,7 @@ pub mod conn;
 pub mod coordinator;
 pub mod frame_pool;
 pub mod handlers;
+pub mod log_limit;
 pub mod metadata;
 pub mod metrics;
 pub mod router;

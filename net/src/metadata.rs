@@ -46,6 +46,12 @@ pub struct MetadataImage {
     /// Producer ids below this have been handed out (in blocks).
     #[serde(default)]
     pub next_producer_id: i64,
+    /// Dynamic broker configs (AlterConfigs on a BROKER resource), by
+    /// resource name: "" is the cluster-wide default, "<id>" one broker.
+    /// Keys are broker config names (`log.retention.ms`); each sets the
+    /// default of a topic config for topics without their own override.
+    #[serde(default)]
+    pub broker_configs: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 impl MetadataImage {
@@ -82,6 +88,23 @@ pub enum MetadataChange {
     AllocateProducerIds {
         count: i64,
     },
+    /// Replaces the dynamic configs of a broker resource ("" = cluster default).
+    SetBrokerConfigs {
+        resource: String,
+        configs: BTreeMap<String, String>,
+    },
+}
+
+/// Checks a dynamic broker config: a known broker synonym of a topic config
+/// (`log.retention.ms`, `message.max.bytes`, ...) with a valid value.
+pub fn validate_broker_config(name: &str, value: &str) -> Result<(), (ResponseError, String)> {
+    let key = ringbroker_engine::config::config_key_by_broker_name(name).ok_or_else(|| {
+        (
+            ResponseError::InvalidConfig,
+            format!("'{name}' is not a broker config that can be changed dynamically (the log.* topic defaults can)"),
+        )
+    })?;
+    key.check(value).map_err(|e| (ResponseError::InvalidConfig, format!("{name}: {}", e.reason)))
 }
 
 /// Topic names Kafka accepts: 1..=249 of [a-zA-Z0-9._-], not "." or "..".
@@ -168,6 +191,16 @@ pub fn apply_change(
             }
             t.configs = configs.clone();
         }
+        MetadataChange::SetBrokerConfigs { resource, configs } => {
+            for (k, v) in configs {
+                validate_broker_config(k, v)?;
+            }
+            if configs.is_empty() {
+                next.broker_configs.remove(resource);
+            } else {
+                next.broker_configs.insert(resource.clone(), configs.clone());
+            }
+        }
         MetadataChange::AllocateProducerIds { count } => {
             if *count < 1 || next.next_producer_id.checked_add(*count).is_none() {
                 return Err((ResponseError::UnknownServerError, "producer id space exhausted".into()));
@@ -201,6 +234,7 @@ impl MetadataStore {
                     version: 0,
                     topics: BTreeMap::new(),
                     next_producer_id: 0,
+                    broker_configs: BTreeMap::new(),
                 };
                 write_atomic(&path, &serde_json::to_vec_pretty(&img).expect("serializable"))?;
                 img

@@ -135,6 +135,7 @@ async fn shard_main(
         coordinators: Default::default(),
         cache: ringbroker_engine::cache::CacheLedger::new(common.config.shards[id].tuning.batch_cache_bytes),
         frames: crate::frame_pool::FramePool::new(crate::frame_pool::SHARD_POOL_BYTES),
+        log_limiter: Default::default(),
     });
     for rx in receivers {
         glommio::spawn_local(serve_peer(shard.clone(), rx)).detach();

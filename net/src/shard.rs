@@ -65,6 +65,19 @@ pub struct Shard {
     pub cache: Rc<CacheLedger>,
     /// Request frame buffers to reuse (frame_pool.rs).
     pub frames: crate::frame_pool::FramePool,
+    /// Rate limit of the log lines clients can trigger (log_limit.rs).
+    pub log_limiter: RefCell<crate::log_limit::LogLimiter>,
+}
+
+/// Where a topic config's default comes from (DescribeConfigs' source).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DefaultSource {
+    /// `[topic_defaults]` in the config file.
+    StaticBroker,
+    /// AlterConfigs on the cluster-default broker resource ("").
+    DynamicDefault,
+    /// AlterConfigs on this broker's resource.
+    DynamicBroker,
 }
 
 /// The controller's shard.
@@ -92,9 +105,35 @@ impl Shard {
         self.partitions.borrow().get(&(topic.to_string(), partition)).cloned()
     }
 
+    /// Topic config defaults (by topic config name) and where each comes
+    /// from: the config file, overlaid with the dynamic cluster default,
+    /// overlaid with this broker's dynamic configs.
+    pub fn topic_defaults(&self, img: &MetadataImage) -> BTreeMap<String, (String, DefaultSource)> {
+        let mut out: BTreeMap<String, (String, DefaultSource)> = self
+            .config
+            .topic_defaults
+            .iter()
+            .map(|(k, v)| (k.clone(), (v.clone(), DefaultSource::StaticBroker)))
+            .collect();
+        let layers = [
+            ("".to_string(), DefaultSource::DynamicDefault),
+            (self.config.broker.node_id.to_string(), DefaultSource::DynamicBroker),
+        ];
+        for (resource, source) in layers {
+            for (k, v) in img.broker_configs.get(&resource).into_iter().flatten() {
+                if let Some(key) = ringbroker_engine::config::config_key_by_broker_name(k) {
+                    out.insert(key.name.to_string(), (v.clone(), source));
+                }
+            }
+        }
+        out
+    }
+
     fn log_config(&self, img: &MetadataImage, topic: &str) -> LogConfig {
         let overrides = img.topic(topic).map(|t| t.configs.clone()).unwrap_or_default();
-        LogConfig::resolve(&self.config.topic_defaults, &overrides).unwrap_or_else(|e| {
+        let defaults: BTreeMap<String, String> =
+            self.topic_defaults(img).into_iter().map(|(k, (v, _))| (k, v)).collect();
+        LogConfig::resolve(&defaults, &overrides).unwrap_or_else(|e| {
             // Validated when stored; a bad stored value falls back to defaults loudly.
             tracing::error!(topic, error = %e, "invalid stored topic config; using defaults");
             LogConfig::resolve(&self.config.topic_defaults, &BTreeMap::new()).expect("defaults validated at start")

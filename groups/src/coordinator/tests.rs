@@ -213,7 +213,7 @@ fn member_commits_are_validated() {
     let mut c = C::new();
     let m = c.stable_group("g");
     // A simple commit to a group with members is refused.
-    assert_eq!(c.commit("g", commit_req("", -1, vec![part("t", 0, 1)]), 0), vec![Err(GroupError::IllegalGeneration)]);
+    assert_eq!(c.commit("g", commit_req("", -1, vec![part("t", 0, 1)]), 0), vec![Err(GroupError::UnknownMemberId)]);
     assert_eq!(
         c.commit("g", commit_req("nobody", 1, vec![part("t", 0, 1)]), 0),
         vec![Err(GroupError::UnknownMemberId)]

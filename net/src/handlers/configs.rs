@@ -1,55 +1,191 @@
-//! DescribeConfigs, AlterConfigs, IncrementalAlterConfigs for topics (and a
-//! read-only view of the broker's topic defaults).
+//! DescribeConfigs, AlterConfigs, IncrementalAlterConfigs for topics and
+//! brokers.
+//!
+//! Topic configs are Kafka 4's full set (engine/src/config.rs). Broker
+//! resources expose the broker-level synonyms of those settings
+//! (`log.retention.ms`, `message.max.bytes`, ...): they can be changed
+//! dynamically, as the cluster default (resource name "") or for this broker
+//! (its id), and are stored in metadata; static broker settings are
+//! described read-only.
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
-use kafka_protocol::messages::describe_configs_response::{DescribeConfigsResourceResult, DescribeConfigsResult};
+use kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
+};
 use kafka_protocol::messages::*;
 use kafka_protocol::ResponseError;
-use ringbroker_engine::config::{config_key, validate_topic_config, TOPIC_CONFIG_KEYS};
+use ringbroker_engine::config::{
+    config_key, config_key_by_broker_name, validate_topic_config, ConfigType, TOPIC_CONFIG_KEYS,
+};
 
 use super::str_bytes;
-use crate::metadata::MetadataChange;
-use crate::shard::Shard;
+use crate::metadata::{validate_broker_config, MetadataChange, MetadataImage};
+use crate::shard::{DefaultSource, Shard};
 
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
-/// Kafka ConfigSource values.
-const SOURCE_TOPIC: i8 = 1;
-const SOURCE_STATIC_BROKER: i8 = 4;
-const SOURCE_DEFAULT: i8 = 5;
 
-/// Every topic setting with its effective value and source.
-pub fn topic_config_entries(shard: &Shard, overrides: &BTreeMap<String, String>) -> Vec<(String, String, i8)> {
+/// Kafka's ConfigSource values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    Topic = 1,
+    DynamicBroker = 2,
+    DynamicDefaultBroker = 3,
+    StaticBroker = 4,
+    Default = 5,
+}
+
+impl From<DefaultSource> for Source {
+    fn from(s: DefaultSource) -> Self {
+        match s {
+            DefaultSource::StaticBroker => Source::StaticBroker,
+            DefaultSource::DynamicDefault => Source::DynamicDefaultBroker,
+            DefaultSource::DynamicBroker => Source::DynamicBroker,
+        }
+    }
+}
+
+/// One described config: its value, source, and the synonyms in order of
+/// precedence (the winning one first), as Kafka reports them.
+struct Described {
+    name: String,
+    value: String,
+    source: Source,
+    read_only: bool,
+    kind: ConfigType,
+    doc: Option<&'static str>,
+    synonyms: Vec<(String, String, Source)>,
+}
+
+/// The levels of a topic config below the topic: dynamic broker, dynamic
+/// default, static, default — each as (broker config name, value, source).
+fn broker_levels(shard: &Shard, img: &MetadataImage, topic_key: &str) -> Vec<(String, String, Source)> {
+    let key = config_key(topic_key).expect("known key");
+    let mut out = Vec::new();
+    let node = shard.config.broker.node_id.to_string();
+    let dynamic = |resource: &str| img.broker_configs.get(resource).and_then(|c| c.get(key.broker_name)).cloned();
+    if let Some(v) = dynamic(&node) {
+        out.push((key.broker_name.to_string(), v, Source::DynamicBroker));
+    }
+    if let Some(v) = dynamic("") {
+        out.push((key.broker_name.to_string(), v, Source::DynamicDefaultBroker));
+    }
+    if let Some(v) = shard.config.topic_defaults.get(key.name) {
+        out.push((key.broker_name.to_string(), v.clone(), Source::StaticBroker));
+    }
+    out.push((key.broker_name.to_string(), key.default.to_string(), Source::Default));
+    out
+}
+
+/// Every topic setting with its effective value, source and synonyms.
+fn describe_topic(shard: &Shard, img: &MetadataImage, overrides: &BTreeMap<String, String>) -> Vec<Described> {
     TOPIC_CONFIG_KEYS
         .iter()
         .map(|k| {
+            let mut synonyms = Vec::new();
             if let Some(v) = overrides.get(k.name) {
-                (k.name.to_string(), v.clone(), SOURCE_TOPIC)
-            } else if let Some(v) = shard.config.topic_defaults.get(k.name) {
-                (k.name.to_string(), v.clone(), SOURCE_STATIC_BROKER)
-            } else {
-                (k.name.to_string(), k.default.to_string(), SOURCE_DEFAULT)
+                synonyms.push((k.name.to_string(), v.clone(), Source::Topic));
+            }
+            synonyms.extend(broker_levels(shard, img, k.name));
+            let (_, value, source) = synonyms[0].clone();
+            Described {
+                name: k.name.to_string(),
+                value,
+                source,
+                read_only: false,
+                kind: k.kind,
+                doc: Some(k.doc),
+                synonyms,
             }
         })
         .collect()
 }
 
-/// Kafka ConfigType for DescribeConfigs v3+.
-fn config_type(name: &str) -> i8 {
-    match name {
-        "cleanup.policy" => 7,                          // LIST
-        "message.timestamp.type" | "flush.policy" => 2, // STRING
-        "min.cleanable.dirty.ratio" => 6,               // DOUBLE
-        "max.message.bytes" | "segment.bytes" | "index.interval.bytes" | "min.insync.replicas" => 3, // INT
-        _ => 5,                                         // LONG
+/// A broker resource: the dynamic-capable log.* settings (for "" only the
+/// cluster-default values that are set), then the static settings.
+fn describe_broker(shard: &Shard, img: &MetadataImage, resource: &str) -> Vec<Described> {
+    if resource.is_empty() {
+        return img
+            .broker_configs
+            .get("")
+            .into_iter()
+            .flatten()
+            .filter_map(|(k, v)| {
+                let key = config_key_by_broker_name(k)?;
+                Some(Described {
+                    name: k.clone(),
+                    value: v.clone(),
+                    source: Source::DynamicDefaultBroker,
+                    read_only: false,
+                    kind: key.kind,
+                    doc: Some(key.doc),
+                    synonyms: vec![(k.clone(), v.clone(), Source::DynamicDefaultBroker)],
+                })
+            })
+            .collect();
     }
+    let mut out: Vec<Described> = TOPIC_CONFIG_KEYS
+        .iter()
+        .map(|k| {
+            let synonyms = broker_levels(shard, img, k.name);
+            let (_, value, source) = synonyms[0].clone();
+            Described {
+                name: k.broker_name.to_string(),
+                value,
+                source,
+                read_only: false,
+                kind: k.kind,
+                doc: Some(k.doc),
+                synonyms,
+            }
+        })
+        .collect();
+    let b = &shard.config.broker;
+    for (name, value, kind) in [
+        ("node.id", b.node_id.to_string(), ConfigType::Int),
+        ("broker.id", b.node_id.to_string(), ConfigType::Int),
+        ("num.partitions", b.num_partitions.to_string(), ConfigType::Int),
+        ("auto.create.topics.enable", b.auto_create_topics_enable.to_string(), ConfigType::Boolean),
+        ("socket.request.max.bytes", b.socket_request_max_bytes.to_string(), ConfigType::Int),
+        ("default.replication.factor", b.default_replication_factor.to_string(), ConfigType::Int),
+        ("log.dirs", b.data_dir.display().to_string(), ConfigType::String),
+        ("offsets.topic.num.partitions", "50".to_string(), ConfigType::Int),
+        ("offsets.topic.replication.factor", "1".to_string(), ConfigType::Short),
+        ("transaction.state.log.replication.factor", "1".to_string(), ConfigType::Short),
+        ("offsets.retention.minutes", b.offsets_retention_minutes.to_string(), ConfigType::Int),
+        ("group.min.session.timeout.ms", b.group_min_session_timeout_ms.to_string(), ConfigType::Int),
+        ("group.max.session.timeout.ms", b.group_max_session_timeout_ms.to_string(), ConfigType::Int),
+        ("group.initial.rebalance.delay.ms", b.group_initial_rebalance_delay_ms.to_string(), ConfigType::Int),
+        ("producer.id.expiration.ms", b.producer_id_expiration_ms.to_string(), ConfigType::Int),
+    ] {
+        out.push(Described {
+            name: name.to_string(),
+            synonyms: vec![(name.to_string(), value.clone(), Source::StaticBroker)],
+            value,
+            source: Source::StaticBroker,
+            read_only: true,
+            kind,
+            doc: None,
+        });
+    }
+    out
+}
+
+/// A topic's configs as CreateTopics v5+ returns them: (name, value, source).
+pub fn topic_config_entries(
+    shard: &Shard,
+    img: &MetadataImage,
+    overrides: &BTreeMap<String, String>,
+) -> Vec<(String, String, i8)> {
+    describe_topic(shard, img, overrides).into_iter().map(|d| (d.name, d.value, d.source as i8)).collect()
 }
 
 pub async fn describe_configs(shard: &Rc<Shard>, req: DescribeConfigsRequest, version: i16) -> DescribeConfigsResponse {
     let img = shard.image();
+    let node = shard.config.broker.node_id.to_string();
     let mut results = Vec::new();
     for r in req.resources {
         let name = r.resource_name.to_string();
@@ -58,7 +194,7 @@ pub async fn describe_configs(shard: &Rc<Shard>, req: DescribeConfigsRequest, ve
             .with_resource_name(r.resource_name.clone());
         let entries = match r.resource_type {
             RESOURCE_TOPIC => match img.topic(&name) {
-                Some(t) => Some(topic_config_entries(shard, &t.configs)),
+                Some(t) => Some(describe_topic(shard, &img, &t.configs)),
                 None => {
                     res = res
                         .with_error_code(ResponseError::UnknownTopicOrPartition.code())
@@ -66,100 +202,105 @@ pub async fn describe_configs(shard: &Rc<Shard>, req: DescribeConfigsRequest, ve
                     None
                 }
             },
-            RESOURCE_BROKER if name.is_empty() || name == shard.config.broker.node_id.to_string() => {
-                let mut v: Vec<(String, String, i8)> = topic_config_entries(shard, &BTreeMap::new())
-                    .into_iter()
-                    .map(|(k, v, s)| (format!("log.{k}"), v, s))
-                    .collect();
-                v.push(("num.partitions".into(), shard.config.broker.num_partitions.to_string(), SOURCE_STATIC_BROKER));
-                v.push((
-                    "auto.create.topics.enable".into(),
-                    shard.config.broker.auto_create_topics_enable.to_string(),
-                    SOURCE_STATIC_BROKER,
-                ));
-                v.push((
-                    "socket.request.max.bytes".into(),
-                    shard.config.broker.socket_request_max_bytes.to_string(),
-                    SOURCE_STATIC_BROKER,
-                ));
-                v.push((
-                    "default.replication.factor".into(),
-                    shard.config.broker.default_replication_factor.to_string(),
-                    SOURCE_STATIC_BROKER,
-                ));
-                Some(v)
+            RESOURCE_BROKER if name.is_empty() || name == node => Some(describe_broker(shard, &img, &name)),
+            RESOURCE_BROKER => {
+                res = res
+                    .with_error_code(ResponseError::InvalidRequest.code())
+                    .with_error_message(Some(str_bytes(&format!("unknown broker '{name}'"))));
+                None
             }
             _ => {
                 res = res
                     .with_error_code(ResponseError::InvalidRequest.code())
-                    .with_error_message(Some(str_bytes("unsupported resource")));
+                    .with_error_message(Some(str_bytes("unsupported resource type")));
                 None
             }
         };
-        if let Some(entries) = entries {
-            let wanted: Option<Vec<String>> = r.configuration_keys.map(|ks| ks.iter().map(|k| k.to_string()).collect());
-            for (k, v, src) in entries {
-                if let Some(w) = &wanted {
-                    if !w.contains(&k) {
-                        continue;
-                    }
-                }
-                let mut e = DescribeConfigsResourceResult::default()
-                    .with_name(str_bytes(&k))
-                    .with_value(Some(str_bytes(&v)))
-                    .with_read_only(r.resource_type == RESOURCE_BROKER)
-                    .with_config_source(src);
-                if version >= 3 {
-                    e = e.with_config_type(config_type(k.trim_start_matches("log.")));
-                    if req.include_documentation {
-                        e = e.with_documentation(config_key(k.trim_start_matches("log.")).map(|c| str_bytes(c.doc)));
-                    }
-                }
-                res.configs.push(e);
+        let wanted: Option<Vec<String>> = r.configuration_keys.map(|ks| ks.iter().map(|k| k.to_string()).collect());
+        for d in entries.into_iter().flatten() {
+            if wanted.as_ref().is_some_and(|w| !w.contains(&d.name)) {
+                continue;
             }
+            let mut e = DescribeConfigsResourceResult::default()
+                .with_name(str_bytes(&d.name))
+                .with_value(Some(str_bytes(&d.value)))
+                .with_read_only(d.read_only)
+                .with_is_sensitive(false);
+            // DescribeConfigs v1+ (what we serve) reports the source.
+            e = e.with_config_source(d.source as i8);
+            if version >= 1 && req.include_synonyms {
+                e = e.with_synonyms(
+                    d.synonyms
+                        .iter()
+                        .map(|(n, v, s)| {
+                            DescribeConfigsSynonym::default()
+                                .with_name(str_bytes(n))
+                                .with_value(Some(str_bytes(v)))
+                                .with_source(*s as i8)
+                        })
+                        .collect(),
+                );
+            }
+            if version >= 3 {
+                e = e.with_config_type(d.kind as i8);
+                if req.include_documentation {
+                    e = e.with_documentation(d.doc.map(str_bytes));
+                }
+            }
+            res.configs.push(e);
         }
         results.push(res);
     }
     DescribeConfigsResponse::default().with_results(results)
 }
 
-fn check_all(configs: &BTreeMap<String, String>) -> Result<(), (ResponseError, String)> {
-    for (k, v) in configs {
-        validate_topic_config(k, v).map_err(|e| (ResponseError::InvalidConfig, e.to_string()))?;
-    }
-    Ok(())
-}
+type AlterResult = Result<(), (ResponseError, String)>;
 
-async fn set_topic_configs(
+/// Changes the configs of one resource with `f` (which gets the current set
+/// of overrides), validates the result and records it in metadata.
+async fn alter_resource(
     shard: &Rc<Shard>,
     resource_type: i8,
     name: &str,
     validate_only: bool,
-    f: impl FnOnce(&mut BTreeMap<String, String>) -> Result<(), (ResponseError, String)>,
-) -> Result<(), (ResponseError, String)> {
-    if resource_type != RESOURCE_TOPIC {
-        return Err((ResponseError::InvalidRequest, "only topic configs can be altered".into()));
-    }
+    f: impl FnOnce(&mut BTreeMap<String, String>, &dyn Fn(&str) -> Option<String>) -> AlterResult,
+) -> AlterResult {
     let img = shard.image();
-    let t = img.topic(name).ok_or((ResponseError::UnknownTopicOrPartition, format!("unknown topic '{name}'")))?;
-    let mut configs = t.configs.clone();
-    f(&mut configs)?;
-    check_all(&configs)?;
-    if validate_only {
-        return Ok(());
-    }
-    shard.request_metadata_change(MetadataChange::SetTopicConfigs { name: name.to_string(), configs }).await.map(|_| ())
-}
-
-fn alter_response(
-    resource_type: i8,
-    name: kafka_protocol::protocol::StrBytes,
-    r: Result<(), (ResponseError, String)>,
-) -> AlterConfigsResourceResponse {
-    let base = AlterConfigsResourceResponse::default().with_resource_type(resource_type).with_resource_name(name);
-    match r {
-        Ok(()) => base.with_error_code(0),
-        Err((e, msg)) => base.with_error_code(e.code()).with_error_message(Some(str_bytes(&msg))),
+    match resource_type {
+        RESOURCE_TOPIC => {
+            let t =
+                img.topic(name).ok_or((ResponseError::UnknownTopicOrPartition, format!("unknown topic '{name}'")))?;
+            let mut configs = t.configs.clone();
+            f(&mut configs, &|k| config_key(k).map(|c| c.default.to_string()))?;
+            for (k, v) in &configs {
+                validate_topic_config(k, v).map_err(|e| (ResponseError::InvalidConfig, e.to_string()))?;
+            }
+            if validate_only {
+                return Ok(());
+            }
+            shard
+                .request_metadata_change(MetadataChange::SetTopicConfigs { name: name.to_string(), configs })
+                .await
+                .map(|_| ())
+        }
+        RESOURCE_BROKER => {
+            if !name.is_empty() && name != shard.config.broker.node_id.to_string() {
+                return Err((ResponseError::InvalidRequest, format!("unknown broker '{name}'")));
+            }
+            let mut configs = img.broker_configs.get(name).cloned().unwrap_or_default();
+            f(&mut configs, &|k| config_key_by_broker_name(k).map(|c| c.default.to_string()))?;
+            for (k, v) in &configs {
+                validate_broker_config(k, v)?;
+            }
+            if validate_only {
+                return Ok(());
+            }
+            shard
+                .request_metadata_change(MetadataChange::SetBrokerConfigs { resource: name.to_string(), configs })
+                .await
+                .map(|_| ())
+        }
+        other => Err((ResponseError::InvalidRequest, format!("configs of resource type {other} cannot be altered"))),
     }
 }
 
@@ -180,7 +321,7 @@ pub async fn alter_configs(shard: &Rc<Shard>, req: AlterConfigsRequest, _version
             .collect();
         let res = match new {
             Ok(new) => {
-                set_topic_configs(shard, r.resource_type, &name, req.validate_only, |c| {
+                alter_resource(shard, r.resource_type, &name, req.validate_only, |c, _| {
                     *c = new;
                     Ok(())
                 })
@@ -188,16 +329,29 @@ pub async fn alter_configs(shard: &Rc<Shard>, req: AlterConfigsRequest, _version
             }
             Err(e) => Err(e),
         };
-        out.push(alter_response(r.resource_type, r.resource_name, res));
+        let base = AlterConfigsResourceResponse::default()
+            .with_resource_type(r.resource_type)
+            .with_resource_name(r.resource_name);
+        out.push(match res {
+            Ok(()) => base.with_error_code(0),
+            Err((e, msg)) => base.with_error_code(e.code()).with_error_message(Some(str_bytes(&msg))),
+        });
     }
     AlterConfigsResponse::default().with_responses(out)
 }
+
+/// Kafka's IncrementalAlterConfigs operations.
+const OP_SET: i8 = 0;
+const OP_DELETE: i8 = 1;
+const OP_APPEND: i8 = 2;
+const OP_SUBTRACT: i8 = 3;
 
 pub async fn incremental_alter_configs(
     shard: &Rc<Shard>,
     req: IncrementalAlterConfigsRequest,
     _version: i16,
 ) -> IncrementalAlterConfigsResponse {
+    use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse as Resp;
     let mut out = Vec::new();
     for r in req.resources {
         let name = r.resource_name.to_string();
@@ -206,30 +360,38 @@ pub async fn incremental_alter_configs(
             .iter()
             .map(|c| (c.name.to_string(), c.config_operation, c.value.as_ref().map(|v| v.to_string())))
             .collect();
-        let res = set_topic_configs(shard, r.resource_type, &name, req.validate_only, move |c| {
+        let res = alter_resource(shard, r.resource_type, &name, req.validate_only, move |c, default_of| {
             for (k, op, v) in ops {
                 match (op, v) {
-                    (0, Some(v)) => {
-                        c.insert(k, v); // SET
+                    (OP_SET, Some(v)) => {
+                        c.insert(k, v);
                     }
-                    (1, _) => {
-                        c.remove(&k); // DELETE
+                    (OP_DELETE, _) => {
+                        c.remove(&k);
                     }
-                    (2, Some(v)) | (3, Some(v)) => {
-                        // APPEND / SUBTRACT apply to list configs (cleanup.policy).
-                        let cur = c
-                            .get(&k)
-                            .cloned()
-                            .or_else(|| config_key(&k).map(|d| d.default.to_string()))
-                            .unwrap_or_default();
+                    (OP_APPEND | OP_SUBTRACT, Some(v)) => {
+                        // Only list configs take APPEND / SUBTRACT (Kafka: INVALID_CONFIG).
+                        let is_list = config_key(&k)
+                            .or_else(|| config_key_by_broker_name(&k))
+                            .map(|key| key.kind == ConfigType::List)
+                            .unwrap_or(false);
+                        if !is_list {
+                            return Err((
+                                ResponseError::InvalidConfig,
+                                format!("{k} is not a list config; APPEND and SUBTRACT need one"),
+                            ));
+                        }
+                        let cur = c.get(&k).cloned().or_else(|| default_of(&k)).unwrap_or_default();
                         let mut items: Vec<String> =
-                            cur.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect();
-                        if op == 2 {
-                            if !items.contains(&v) {
-                                items.push(v);
+                            cur.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect();
+                        for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                            if op == OP_APPEND {
+                                if !items.iter().any(|x| x == item) {
+                                    items.push(item.to_string());
+                                }
+                            } else {
+                                items.retain(|x| x != item);
                             }
-                        } else {
-                            items.retain(|x| *x != v);
                         }
                         c.insert(k, items.join(","));
                     }
@@ -239,17 +401,11 @@ pub async fn incremental_alter_configs(
             Ok(())
         })
         .await;
-        out.push(alter_response(r.resource_type, r.resource_name, res));
+        let base = Resp::default().with_resource_type(r.resource_type).with_resource_name(r.resource_name);
+        out.push(match res {
+            Ok(()) => base.with_error_code(0),
+            Err((e, msg)) => base.with_error_code(e.code()).with_error_message(Some(str_bytes(&msg))),
+        });
     }
-    IncrementalAlterConfigsResponse::default().with_responses(
-        out.into_iter()
-            .map(|r| {
-                kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse::default()
-                    .with_error_code(r.error_code)
-                    .with_error_message(r.error_message)
-                    .with_resource_type(r.resource_type)
-                    .with_resource_name(r.resource_name)
-            })
-            .collect(),
-    )
+    IncrementalAlterConfigsResponse::default().with_responses(out)
 }

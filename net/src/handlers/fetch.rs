@@ -79,6 +79,10 @@ pub async fn handle(shard: &Rc<Shard>, req: FetchRequest, version: i16, correlat
         order.push((name, t.topic_id, parts));
     }
 
+    let partition_limits: Vec<((String, i32), usize)> = by_owner
+        .iter()
+        .flat_map(|(_, reads)| reads.iter().map(|r| ((r.topic.clone(), r.partition), r.max_bytes)))
+        .collect();
     let mut results: Vec<((String, i32), PartResult)> = Vec::new();
     loop {
         results.clear();
@@ -124,7 +128,11 @@ pub async fn handle(shard: &Rc<Shard>, req: FetchRequest, version: i16, correlat
         futures::future::select_all(waits).await;
     }
 
-    // Assemble in request order, honouring the response-wide max_bytes.
+    // Assemble in request order within the response-wide max_bytes and
+    // each partition's partition_max_bytes, at batch boundaries. As in Kafka
+    // (KIP-74), the first batch of the first partition with data is returned
+    // even when it is larger than either limit, so a consumer always makes
+    // progress; later partitions get only what fits.
     let mut budget = max_bytes;
     let mut first = true;
     let mut topics = Vec::new();
@@ -142,12 +150,12 @@ pub async fn handle(shard: &Rc<Shard>, req: FetchRequest, version: i16, correlat
             if unknown.iter().any(|(t, q)| *t == name && *q == p) {
                 fp.error_code = unknown_error.code();
             } else if let Some(i) = results.iter().position(|((t, q), _)| *t == name && *q == p) {
-                let (_, r) = results.swap_remove(i);
-                let mut records = r.records;
+                let (key, r) = results.swap_remove(i);
+                let partition_max =
+                    partition_limits.iter().find(|(k, _)| *k == key).map(|(_, m)| *m).unwrap_or(usize::MAX);
+                let records = trim_to_batches(r.records, partition_max.min(budget), first);
                 let len: usize = records.iter().map(|c| c.len()).sum();
-                if !first && len > budget {
-                    records = Vec::new();
-                } else if len > 0 {
+                if len > 0 {
                     first = false;
                     budget = budget.saturating_sub(len);
                     shard.metrics.fetch_bytes.fetch_add(len as u64, std::sync::atomic::Ordering::Relaxed);
@@ -163,6 +171,45 @@ pub async fn handle(shard: &Rc<Shard>, req: FetchRequest, version: i16, correlat
         topics.push(tr);
     }
     super::Frame(fetch_encode::encode(version, correlation_id, &topics))
+}
+
+/// The longest prefix of `chunks` (each a run of whole record batches) that
+/// ends on a batch boundary and fits in `limit` bytes; with `min_one`, at
+/// least the first batch whatever its size. Chunks are sliced, not copied.
+fn trim_to_batches(chunks: Vec<Bytes>, limit: usize, min_one: bool) -> Vec<Bytes> {
+    let total: usize = chunks.iter().map(|c| c.len()).sum();
+    if total <= limit {
+        return chunks;
+    }
+    let mut out = Vec::new();
+    let mut used = 0usize;
+    for chunk in chunks {
+        let mut end = 0usize;
+        while let Some(len) = batch_len_at(&chunk, end) {
+            let fits = used + end + len <= limit || (min_one && used == 0 && end == 0);
+            if !fits || end + len > chunk.len() {
+                break;
+            }
+            end += len;
+        }
+        if end > 0 {
+            used += end;
+            out.push(chunk.slice(..end));
+        }
+        if end < chunk.len() {
+            break;
+        }
+    }
+    out
+}
+
+/// Total length of the record batch starting at `at` (offset and length
+/// fields included), if its header is there.
+fn batch_len_at(chunk: &[u8], at: usize) -> Option<usize> {
+    const LENGTH_OFF: usize = 8;
+    let b = chunk.get(at + LENGTH_OFF..at + LENGTH_OFF + 4)?;
+    let len = i32::from_be_bytes(b.try_into().expect("4 bytes"));
+    usize::try_from(len).ok().map(|l| l + 12)
 }
 
 /// Runs on the owner shard: reads each partition from cache or disk, the
@@ -245,4 +292,38 @@ async fn wait_local(shard: &Rc<Shard>, positions: Vec<(String, i32, i64)>, max_w
         return;
     }
     futures::future::select(futures::future::select_all(waits), timer).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fake batch of `total` bytes (only the length field matters here).
+    fn batch(total: usize) -> Vec<u8> {
+        let mut b = vec![0u8; total];
+        b[8..12].copy_from_slice(&((total - 12) as i32).to_be_bytes());
+        b
+    }
+
+    fn chunk(sizes: &[usize]) -> Bytes {
+        Bytes::from(sizes.iter().flat_map(|s| batch(*s)).collect::<Vec<u8>>())
+    }
+
+    fn lens(v: &[Bytes]) -> Vec<usize> {
+        v.iter().map(|c| c.len()).collect()
+    }
+
+    #[test]
+    fn trims_at_batch_boundaries_across_chunks() {
+        let c = vec![chunk(&[100, 100]), chunk(&[100, 100])];
+        assert_eq!(lens(&trim_to_batches(c.clone(), 1000, false)), vec![200, 200]);
+        assert_eq!(lens(&trim_to_batches(c.clone(), 250, false)), vec![200]);
+        assert_eq!(lens(&trim_to_batches(c.clone(), 300, false)), vec![200, 100]);
+        assert_eq!(lens(&trim_to_batches(c.clone(), 99, false)), Vec::<usize>::new());
+        // KIP-74: the first batch of the first non-empty partition goes whole.
+        assert_eq!(lens(&trim_to_batches(c, 99, true)), vec![100]);
+        let big = vec![chunk(&[5000, 20])];
+        assert_eq!(lens(&trim_to_batches(big.clone(), 1000, true)), vec![5000]);
+        assert_eq!(lens(&trim_to_batches(big, 0, false)), Vec::<usize>::new());
+    }
 }

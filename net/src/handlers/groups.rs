@@ -77,7 +77,14 @@ pub async fn find_coordinator(shard: &Rc<Shard>, req: FindCoordinatorRequest, ve
         if key_type == KEY_TYPE_GROUP {
             (0, None)
         } else {
-            (ResponseError::CoordinatorNotAvailable.code(), Some("transactions are not supported"))
+            // No transaction coordinator exists. A retriable error kept
+            // transactional clients waiting for their whole timeout; this is
+            // the refusal every client treats as fatal at once (a Kafka broker
+            // whose authorizer denies all transactional ids answers the same).
+            (
+                ResponseError::TransactionalIdAuthorizationFailed.code(),
+                Some("transactions are not supported by this broker (ringbroker)"),
+            )
         }
     };
     if version >= 4 {

@@ -8,6 +8,7 @@
 pub mod api_versions;
 pub mod cluster;
 pub mod configs;
+pub mod describe;
 pub mod fetch;
 pub mod fetch_encode;
 pub mod groups;
@@ -53,6 +54,10 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ListGroups, 0, 5),
     (ApiKey::DescribeGroups, 0, 5),
     (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::DescribeLogDirs, 1, 4),
+    (ApiKey::DescribeProducers, 0, 0),
+    (ApiKey::ListPartitionReassignments, 0, 0),
+    (ApiKey::DescribeTopicPartitions, 0, 0),
 ];
 
 pub fn supported_versions(key: ApiKey) -> Option<(i16, i16)> {
@@ -135,6 +140,10 @@ pub fn decode_only(api_key: ApiKey, version: i16, mut body: Bytes) -> anyhow::Re
         ApiKey::ListGroups => d!(ListGroupsRequest),
         ApiKey::DescribeGroups => d!(DescribeGroupsRequest),
         ApiKey::DeleteGroups => d!(DeleteGroupsRequest),
+        ApiKey::DescribeLogDirs => d!(DescribeLogDirsRequest),
+        ApiKey::DescribeProducers => d!(DescribeProducersRequest),
+        ApiKey::ListPartitionReassignments => d!(ListPartitionReassignmentsRequest),
+        ApiKey::DescribeTopicPartitions => d!(DescribeTopicPartitionsRequest),
         other => anyhow::bail!("{other:?} is not supported"),
     }
     Ok(())
@@ -204,6 +213,12 @@ pub async fn handle(
         ApiKey::ListGroups => simple!(ListGroupsRequest, groups::list_groups),
         ApiKey::DescribeGroups => simple!(DescribeGroupsRequest, groups::describe_groups),
         ApiKey::DeleteGroups => simple!(DeleteGroupsRequest, groups::delete_groups),
+        ApiKey::DescribeLogDirs => simple!(DescribeLogDirsRequest, describe::describe_log_dirs),
+        ApiKey::DescribeProducers => simple!(DescribeProducersRequest, describe::describe_producers),
+        ApiKey::ListPartitionReassignments => {
+            simple!(ListPartitionReassignmentsRequest, describe::list_partition_reassignments)
+        }
+        ApiKey::DescribeTopicPartitions => simple!(DescribeTopicPartitionsRequest, describe::describe_topic_partitions),
         other => anyhow::bail!("{other:?} is not supported"),
     }
 }

@@ -12,6 +12,7 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
 use kafka_protocol::ResponseError;
+use ringbroker_engine::append_policy::{self, PolicyError};
 use ringbroker_engine::batch::{split_record_set, BatchError, BatchHeader};
 use ringbroker_engine::now_ms;
 use ringbroker_engine::producer_state::ProducerError;
@@ -146,6 +147,30 @@ pub async fn append_local(
             );
         }
     }
+    // The topic's rules for every batch before any is appended:
+    // message.timestamp.before/after.max.ms, and compression.type (a batch
+    // with another codec is stored recompressed).
+    let now = now_ms();
+    let mut recompressed: Vec<Option<Vec<u8>>> = Vec::with_capacity(ranges.len());
+    {
+        let log = h.log.borrow();
+        for (start, end) in &ranges {
+            let raw = &records[*start..*end];
+            let header = BatchHeader::parse(raw).expect("validated by split_record_set");
+            let checked = append_policy::check_timestamps(raw, &header, log.config(), now).and_then(|()| {
+                append_policy::recompression_target(&header, log.config())
+                    .map(|codec| append_policy::recompress(raw, &header, codec, log.config()))
+                    .transpose()
+            });
+            match checked {
+                Ok(r) => recompressed.push(r),
+                Err(e @ PolicyError::InvalidTimestamp { .. }) => {
+                    return PartitionOutcome::err(ResponseError::InvalidTimestamp, Some(e.to_string()))
+                }
+                Err(e) => return PartitionOutcome::err(ResponseError::CorruptMessage, Some(e.to_string())),
+            }
+        }
+    }
     // Kafka refuses keyless records on compacted topics: compaction keeps
     // the latest record per key, so a record without one could never be
     // compacted away.
@@ -164,18 +189,20 @@ pub async fn append_local(
             }
         }
     }
-    let now = now_ms();
     let mut first = None;
     let mut last = -1;
     let mut append_time = -1;
     let mut record_count = 0u64;
     {
         let mut log = h.log.borrow_mut();
-        for (start, end) in &ranges {
-            let raw = &records[*start..*end];
-            let header = BatchHeader::parse(raw).expect("validated by split_record_set");
-            record_count += header.record_count.max(0) as u64;
+        for ((start, end), rebuilt) in ranges.iter().zip(recompressed) {
             // One copy: the batch header fields are stamped in place.
+            let raw: &[u8] = match &rebuilt {
+                Some(b) => b,
+                None => &records[*start..*end],
+            };
+            let header = BatchHeader::parse(raw).expect("validated by split_record_set or built by recompress");
+            record_count += header.record_count.max(0) as u64;
             let buf = BytesMut::from(raw);
             match log.append(buf, &header, now) {
                 Ok(info) => {

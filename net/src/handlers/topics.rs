@@ -18,24 +18,34 @@ pub async fn create_topics(shard: &Rc<Shard>, req: CreateTopicsRequest, version:
     let mut results = Vec::new();
     for t in req.topics {
         let name = t.name.0.to_string();
-        let partitions = if t.num_partitions == -1 { shard.config.broker.num_partitions } else { t.num_partitions };
-        let rf = if t.replication_factor == -1 {
+        let mut partitions = if t.num_partitions == -1 { shard.config.broker.num_partitions } else { t.num_partitions };
+        let mut rf = if t.replication_factor == -1 {
             shard.config.broker.default_replication_factor
         } else {
             t.replication_factor
         };
         let mut configs = BTreeMap::new();
         let mut bad = None;
+        if !t.assignments.is_empty() {
+            let assignment: Vec<(i32, Vec<i32>)> =
+                t.assignments.iter().map(|a| (a.partition_index, a.broker_ids.iter().map(|b| b.0).collect())).collect();
+            match check_assignment(shard.config.broker.node_id, t.num_partitions, t.replication_factor, &assignment) {
+                Ok((p, r)) => {
+                    partitions = p;
+                    rf = r;
+                }
+                Err(e) => bad = Some(e),
+            }
+        }
         for c in &t.configs {
             match &c.value {
                 Some(v) => {
                     configs.insert(c.name.to_string(), v.to_string());
                 }
-                None => bad = Some(format!("config {} has a null value", c.name.as_str())),
+                None => {
+                    bad = Some((ResponseError::InvalidRequest, format!("config {} has a null value", c.name.as_str())))
+                }
             }
-        }
-        if !t.assignments.is_empty() {
-            bad = Some("manual replica assignment is not supported on a single node".into());
         }
         let change = MetadataChange::CreateTopic {
             name: name.clone(),
@@ -44,7 +54,7 @@ pub async fn create_topics(shard: &Rc<Shard>, req: CreateTopicsRequest, version:
             configs: configs.clone(),
         };
         let outcome = match bad {
-            Some(msg) => Err((ResponseError::InvalidRequest, msg)),
+            Some(e) => Err(e),
             None if req.validate_only => apply_change(&shard.image(), &change, random_id()),
             None => shard.request_metadata_change(change).await.map(|img| (*img).clone()),
         };
@@ -58,7 +68,7 @@ pub async fn create_topics(shard: &Rc<Shard>, req: CreateTopicsRequest, version:
                         .with_num_partitions(meta.partitions)
                         .with_replication_factor(meta.replication_factor)
                         .with_configs(Some(
-                            super::configs::topic_config_entries(shard, &configs)
+                            super::configs::topic_config_entries(shard, &img, &configs)
                                 .into_iter()
                                 .map(|(k, v, src)| {
                                     CreatableTopicConfigs::default()
@@ -138,7 +148,24 @@ pub async fn create_partitions(
     let mut results = Vec::new();
     for t in req.topics {
         let change = MetadataChange::CreatePartitions { name: t.name.0.to_string(), total: t.count };
-        let outcome = if req.validate_only {
+        let current = shard.image().topic(&t.name.0).map(|m| m.partitions).unwrap_or(0);
+        let assignment_error = t.assignments.as_ref().and_then(|a| {
+            let node = shard.config.broker.node_id;
+            if a.len() as i64 != i64::from(t.count) - i64::from(current) {
+                return Some(format!(
+                    "{} replica assignments for {} new partitions",
+                    a.len(),
+                    i64::from(t.count) - i64::from(current)
+                ));
+            }
+            a.iter().find_map(|p| {
+                let ids: Vec<i32> = p.broker_ids.iter().map(|b| b.0).collect();
+                check_replicas(node, &ids).err()
+            })
+        });
+        let outcome = if let Some(msg) = assignment_error {
+            Err((ResponseError::InvalidReplicaAssignment, msg))
+        } else if req.validate_only {
             apply_change(&shard.image(), &change, random_id()).map(|_| ())
         } else {
             shard.request_metadata_change(change).await.map(|_| ())
@@ -153,4 +180,75 @@ pub async fn create_partitions(
         results.push(r);
     }
     CreatePartitionsResponse::default().with_results(results)
+}
+
+/// One partition's replica list: non-empty, no broker twice, every broker
+/// known (this node is the only broker until the cluster exists).
+fn check_replicas(node_id: i32, brokers: &[i32]) -> Result<(), String> {
+    if brokers.is_empty() {
+        return Err("a partition needs at least one replica".into());
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for b in brokers {
+        if !seen.insert(*b) {
+            return Err(format!("broker {b} is listed twice in one partition's replicas"));
+        }
+        if *b != node_id {
+            return Err(format!("unknown broker {b} in the replica assignment (brokers: {node_id})"));
+        }
+    }
+    Ok(())
+}
+
+/// Kafka's rules for CreateTopics with an explicit assignment: partition
+/// count and replication factor come from it (the request's must be -1),
+/// partitions are numbered 0..n, every partition has the same number of
+/// replicas, all on known brokers. Returns (partitions, replication factor).
+fn check_assignment(
+    node_id: i32,
+    num_partitions: i32,
+    replication_factor: i16,
+    assignment: &[(i32, Vec<i32>)],
+) -> Result<(i32, i16), (ResponseError, String)> {
+    if num_partitions != -1 || replication_factor != -1 {
+        return Err((
+            ResponseError::InvalidRequest,
+            "both numPartitions or replicationFactor and replicasAssignments were set; use -1 with an assignment"
+                .into(),
+        ));
+    }
+    let invalid = |m: String| (ResponseError::InvalidReplicaAssignment, m);
+    let mut indexes: Vec<i32> = assignment.iter().map(|(p, _)| *p).collect();
+    indexes.sort_unstable();
+    if indexes.iter().enumerate().any(|(i, p)| *p != i as i32) {
+        return Err(invalid("partitions must be numbered consecutively from 0".into()));
+    }
+    let rf = assignment[0].1.len();
+    for (p, brokers) in assignment {
+        if brokers.len() != rf {
+            return Err(invalid(format!("partition {p} has {} replicas, partition 0 has {rf}", brokers.len())));
+        }
+        check_replicas(node_id, brokers).map_err(invalid)?;
+    }
+    let rf = i16::try_from(rf).map_err(|_| invalid("too many replicas".into()))?;
+    Ok((assignment.len() as i32, rf))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn explicit_assignments_follow_kafkas_rules() {
+        assert_eq!(check_assignment(0, -1, -1, &[(1, vec![0]), (0, vec![0])]), Ok((2, 1)));
+        assert_eq!(check_assignment(0, 2, -1, &[(0, vec![0])]).unwrap_err().0, ResponseError::InvalidRequest);
+        let bad = [vec![(0, vec![0]), (2, vec![0])], vec![(0, vec![1])], vec![(0, vec![0, 0])], vec![(0, vec![])]];
+        for a in bad {
+            assert_eq!(
+                check_assignment(0, -1, -1, &a).unwrap_err().0,
+                ResponseError::InvalidReplicaAssignment,
+                "{a:?}"
+            );
+        }
+    }
 }
