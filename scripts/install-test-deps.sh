@@ -35,3 +35,21 @@ echo "[ci] node packages (kafkajs)"
   fi
 )
 
+
+echo "[ci] Java and Go toolchains (tests/e2e/java, tests/e2e/go)"
+if ! command -v mvn >/dev/null 2>&1 || ! command -v java >/dev/null 2>&1; then
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends maven openjdk-17-jdk-headless </dev/null
+fi
+java -version 2>&1 | head -n 1
+mvn -v 2>&1 | head -n 1
+if ! command -v go >/dev/null 2>&1; then
+  echo "go is missing: the Go client tests need Go >= 1.26 (the machine image provides it)" >&2
+  exit 1
+fi
+go version
+# Resolve the Java test module's artifacts and the Go modules now, so a
+# registry problem shows here and not as a test failure (both are cached:
+# ~/.m2 and the Go module cache).
+mvn -B -q -f tests/e2e/java/pom.xml test-compile
+(cd tests/e2e/go && go mod download && go vet ./... >/dev/null)

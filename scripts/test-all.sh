@@ -40,8 +40,18 @@ stamp "e2e: python3 -m pytest tests/e2e -v (RINGBROKER_BIN=$RINGBROKER_BIN)"
 timeout -k 30 1800 python3 -m pytest tests/e2e -v || status_e2e=$?
 # pytest exit 5 = no tests collected: that is a failure here, not a pass.
 
-stamp "summary: cargo test exit=$status_unit, e2e pytest exit=$status_e2e"
-if [ "$status_unit" -ne 0 ] || [ "$status_e2e" -ne 0 ]; then
+# The reference clients: the Java client, Kafka Streams and Kafka Connect
+# (Maven, tests/e2e/java), then the Go clients (tests/e2e/go).
+status_java=0
+stamp "e2e: Java client, Streams, Connect: mvn test (tests/e2e/java)"
+timeout -k 30 1800 mvn -B -q -f tests/e2e/java/pom.xml test || status_java=$?
+
+status_go=0
+stamp "e2e: Go clients (franz-go, sarama, kafka-go): go test (tests/e2e/go)"
+(cd tests/e2e/go && timeout -k 30 1200 go test -p 1 -parallel 1 -timeout 15m -count=1 ./...) || status_go=$?
+
+stamp "summary: cargo test exit=$status_unit, e2e pytest exit=$status_e2e, java exit=$status_java, go exit=$status_go"
+if [ "$status_unit" -ne 0 ] || [ "$status_e2e" -ne 0 ] || [ "$status_java" -ne 0 ] || [ "$status_go" -ne 0 ]; then
   echo "test-all: FAILED"
   exit 1
 fi
