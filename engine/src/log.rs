@@ -360,7 +360,13 @@ impl<S: SegmentStorage + Clone> PartitionLog<S> {
             max_ts = now_ms;
         }
         let last = base + count - 1;
-        let meta = BatchMeta { first_seq: header.base_sequence, last_seq, first_offset: base, last_offset: last };
+        let meta = BatchMeta {
+            first_seq: header.base_sequence,
+            last_seq,
+            first_offset: base,
+            last_offset: last,
+            max_timestamp: max_ts,
+        };
         self.producers.record(header.producer_id, header.producer_epoch, meta, now_ms);
         let bytes = raw.freeze();
         self.recent_bytes += bytes.len();
@@ -1118,6 +1124,7 @@ fn record_header(map: &mut ProducerStateMap, h: &BatchHeader, now_ms: i64) {
         last_seq: last_sequence(h.base_sequence, h.record_count),
         first_offset: h.base_offset,
         last_offset: h.last_offset(),
+        max_timestamp: h.max_timestamp,
     };
     map.record(h.producer_id, h.producer_epoch, meta, now_ms);
 }

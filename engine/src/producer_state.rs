@@ -20,7 +20,13 @@ pub struct BatchMeta {
     pub last_seq: i32,
     pub first_offset: i64,
     pub last_offset: i64,
+    /// The batch's max timestamp (DescribeProducers' lastTimestamp, as Kafka).
+    pub max_timestamp: i64,
 }
+
+/// Snapshot format version: the first byte of a snapshot body. Snapshots
+/// of another format are not parsed; the state is rebuilt from the log.
+const SNAPSHOT_FORMAT: u8 = 2;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProducerEntry {
@@ -152,10 +158,11 @@ impl ProducerStateMap {
         before - self.producers.len()
     }
 
-    /// Serialises the map (snapshot file body): per producer id, epoch, last
-    /// write time and batches; all big-endian, with a CRC-32C trailer.
+    /// Serialises the map (snapshot file body): the format byte, then per
+    /// producer id, epoch, last write time and batches; all big-endian, with
+    /// a CRC-32C trailer.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::new();
+        let mut out = vec![SNAPSHOT_FORMAT];
         out.extend_from_slice(&(self.producers.len() as u32).to_be_bytes());
         let mut ids: Vec<_> = self.producers.keys().copied().collect();
         ids.sort_unstable();
@@ -170,6 +177,7 @@ impl ProducerStateMap {
                 out.extend_from_slice(&b.last_seq.to_be_bytes());
                 out.extend_from_slice(&b.first_offset.to_be_bytes());
                 out.extend_from_slice(&b.last_offset.to_be_bytes());
+                out.extend_from_slice(&b.max_timestamp.to_be_bytes());
             }
         }
         let crc = crc32c::crc32c(&out);
@@ -188,6 +196,9 @@ impl ProducerStateMap {
             return None;
         }
         let mut r = Reader(body);
+        if r.u8()? != SNAPSHOT_FORMAT {
+            return None;
+        }
         let n = r.u32()?;
         let mut map = ProducerStateMap::default();
         for _ in 0..n {
@@ -205,6 +216,7 @@ impl ProducerStateMap {
                     last_seq: r.i32()?,
                     first_offset: r.i64()?,
                     last_offset: r.i64()?,
+                    max_timestamp: r.i64()?,
                 });
             }
             map.producers.insert(id, ProducerEntry { epoch, batches, last_write_ms });
@@ -253,6 +265,7 @@ mod tests {
             first_seq,
             last_seq: last_sequence(first_seq, count),
             first_offset,
+            max_timestamp: first_offset * 10,
             last_offset: first_offset + count as i64 - 1,
         }
     }

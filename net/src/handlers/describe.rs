@@ -201,8 +201,8 @@ pub async fn describe_producers(
                                 .entries()
                                 .into_iter()
                                 .map(|(id, e)| {
-                                    let last_seq = e.batches.back().map(|b| b.last_seq).unwrap_or(-1);
-                                    (id, e.epoch, last_seq, e.last_write_ms)
+                                    let last = e.batches.back();
+                                    (id, e.epoch, last.map_or(-1, |b| b.last_seq), last.map_or(-1, |b| b.max_timestamp))
                                 })
                                 .collect();
                             Some(list)

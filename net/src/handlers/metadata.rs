@@ -23,8 +23,9 @@ pub async fn handle(shard: &Rc<Shard>, req: MetadataRequest, version: i16) -> Me
     };
     let auto_create = shard.config.broker.auto_create_topics_enable && (version < 4 || req.allow_auto_topic_creation);
     if let (Some(list), true) = (&requested, auto_create) {
-        for (name, _) in list {
-            if let Some(name) = name {
+        for (name, id) in list {
+            // An entry that carries a topic id names an existing topic: never auto-created.
+            if let (Some(name), true) = (name, id.is_nil()) {
                 if img.topic(name).is_none() && valid_topic_name(name) && !name.starts_with("__") {
                     let change = MetadataChange::CreateTopic {
                         name: name.clone(),
@@ -50,12 +51,17 @@ pub async fn handle(shard: &Rc<Shard>, req: MetadataRequest, version: i16) -> Me
         Some(list) => list
             .into_iter()
             .map(|(name, id)| {
-                let found = match &name {
-                    Some(n) => img.topic(n),
-                    None => img.topic_by_id(id.as_bytes()),
-                };
+                // As in Kafka, a non-zero topic id wins over the name (the
+                // Java admin client sends an empty name with the id).
+                let by_id = !id.is_nil();
+                let found =
+                    if by_id { img.topic_by_id(id.as_bytes()) } else { name.as_deref().and_then(|n| img.topic(n)) };
                 match found {
                     Some(t) => topic_entry(shard, t, version, req.include_topic_authorized_operations),
+                    None if by_id => MetadataResponseTopic::default()
+                        .with_error_code(ResponseError::UnknownTopicId.code())
+                        .with_name(None)
+                        .with_topic_id(id),
                     None => {
                         let err = match &name {
                             Some(n) if !valid_topic_name(n) => ResponseError::InvalidTopicException,
