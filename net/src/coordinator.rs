@@ -262,6 +262,13 @@ impl PartitionCoordinator {
         }
     }
 
+    /// The earliest armed group timer (rebalance or session deadline).
+    pub fn next_deadline(&self) -> Option<i64> {
+        let r = self.rebalance_timers.borrow().values().copied().min();
+        let s = self.session_timers.borrow().values().copied().min();
+        r.into_iter().chain(s).min()
+    }
+
     /// The partition is no longer ours (deleted): answer everything parked.
     pub fn unload(self: &Rc<Self>) {
         let effects = self.state.borrow_mut().unload(now_ms());
@@ -284,13 +291,21 @@ pub fn member_suffix() -> String {
 /// How often committed offsets of empty groups are checked for expiry.
 const OFFSET_EXPIRY_CHECK_MS: i64 = 60_000;
 
-/// Per-shard timer loop for all coordinators on the shard: group timers
-/// every 100 ms, `offsets.retention.minutes` expiry every minute.
+/// Per-shard timer loop for all coordinators on the shard: wakes at the
+/// earliest group deadline (at least every 100 ms, to see timers armed while
+/// it slept), `offsets.retention.minutes` expiry every minute. Session
+/// timeouts fire within a millisecond or two of the deadline, as in Kafka:
+/// clients (librdkafka's tests among them) wait exactly session.timeout.ms
+/// for a static member to expire.
 pub async fn timer_loop(shard: Rc<Shard>) {
+    const MAX_SLEEP_MS: i64 = 100;
     let retention_ms = shard.config.broker.offsets_retention_minutes.saturating_mul(60_000);
     let mut next_expiry = now_ms() + OFFSET_EXPIRY_CHECK_MS;
     while !shard.shutdown.load(std::sync::atomic::Ordering::Relaxed) {
-        glommio::timer::sleep(std::time::Duration::from_millis(100)).await;
+        let next_deadline =
+            shard.coordinators.borrow().values().filter_map(|c| c.next_deadline()).min().unwrap_or(i64::MAX);
+        let sleep_ms = next_deadline.saturating_sub(now_ms()).clamp(1, MAX_SLEEP_MS);
+        glommio::timer::sleep(std::time::Duration::from_millis(sleep_ms as u64)).await;
         let now = now_ms();
         let coordinators: Vec<Rc<PartitionCoordinator>> = shard.coordinators.borrow().values().cloned().collect();
         let expire = now >= next_expiry;

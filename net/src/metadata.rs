@@ -95,16 +95,57 @@ pub enum MetadataChange {
     },
 }
 
-/// Checks a dynamic broker config: a known broker synonym of a topic config
-/// (`log.retention.ms`, `message.max.bytes`, ...) with a valid value.
+/// Checks a dynamic broker config. The broker synonyms of topic configs
+/// (`log.retention.ms`, `message.max.bytes`, ...) are validated and set the
+/// topic defaults. Kafka's other dynamically updatable broker configs
+/// (listener, TLS and SASL settings, thread pools, connection limits,
+/// throttles...) are accepted and stored so that tools which set them work,
+/// but they have no effect here (docs/configuration.md); names Kafka does
+/// not know are INVALID_CONFIG.
 pub fn validate_broker_config(name: &str, value: &str) -> Result<(), (ResponseError, String)> {
-    let key = ringbroker_engine::config::config_key_by_broker_name(name).ok_or_else(|| {
-        (
-            ResponseError::InvalidConfig,
-            format!("'{name}' is not a broker config that can be changed dynamically (the log.* topic defaults can)"),
-        )
-    })?;
-    key.check(value).map_err(|e| (ResponseError::InvalidConfig, format!("{name}: {}", e.reason)))
+    if let Some(key) = ringbroker_engine::config::config_key_by_broker_name(name) {
+        return key.check(value).map_err(|e| (ResponseError::InvalidConfig, format!("{name}: {}", e.reason)));
+    }
+    if is_kafka_dynamic_broker_config(name) {
+        return Ok(());
+    }
+    Err((ResponseError::InvalidConfig, format!("'{name}' is not a broker config that can be changed dynamically")))
+}
+
+/// Kafka 4's dynamically updatable broker configs that are not topic-config
+/// synonyms (Kafka's DynamicBrokerConfig lists them).
+const KAFKA_DYNAMIC_BROKER_CONFIGS: &[&str] = &[
+    "background.threads",
+    "follower.replication.throttled.rate",
+    "leader.replication.throttled.rate",
+    "listener.security.protocol.map",
+    "listeners",
+    "log.cleaner.backoff.ms",
+    "log.cleaner.dedupe.buffer.size",
+    "log.cleaner.io.buffer.load.factor",
+    "log.cleaner.io.buffer.size",
+    "log.cleaner.io.max.bytes.per.second",
+    "log.cleaner.threads",
+    "max.connection.creation.rate",
+    "max.connections",
+    "max.connections.per.ip",
+    "max.connections.per.ip.overrides",
+    "metric.reporters",
+    "num.io.threads",
+    "num.network.threads",
+    "num.recovery.threads.per.data.dir",
+    "num.replica.fetchers",
+    "principal.builder.class",
+    "producer.id.expiration.ms",
+    "replica.alter.log.dirs.io.max.bytes.per.second",
+    "transaction.partition.verification.enable",
+];
+
+fn is_kafka_dynamic_broker_config(name: &str) -> bool {
+    KAFKA_DYNAMIC_BROKER_CONFIGS.contains(&name)
+        || ["ssl.", "sasl.", "listener.name.", "remote.log.manager.", "remote.log.reader.", "remote.log.index."]
+            .iter()
+            .any(|p| name.starts_with(p) && name.len() > p.len())
 }
 
 /// Topic names Kafka accepts: 1..=249 of [a-zA-Z0-9._-], not "." or "..".
@@ -325,6 +366,17 @@ mod tests {
         let img = apply_change(&img, &MetadataChange::DeleteTopic { name: "t".into() }, [0; 16]).unwrap();
         assert!(img.topics.is_empty());
         assert!(!valid_topic_name("a/b") && !valid_topic_name("..") && valid_topic_name("a.b-c_d"));
+    }
+
+    #[test]
+    fn dynamic_broker_configs_kafka_knows_are_accepted() {
+        assert!(validate_broker_config("log.retention.ms", "1000").is_ok());
+        assert_eq!(validate_broker_config("log.retention.ms", "soon").unwrap_err().0, ResponseError::InvalidConfig);
+        assert!(validate_broker_config("sasl.kerberos.min.time.before.relogin", "58000").is_ok());
+        assert!(validate_broker_config("listener.name.plain.ssl.keystore.location", "/k").is_ok());
+        assert!(validate_broker_config("max.connections", "100").is_ok());
+        assert_eq!(validate_broker_config("no.such.config", "1").unwrap_err().0, ResponseError::InvalidConfig);
+        assert_eq!(validate_broker_config("ssl.", "1").unwrap_err().0, ResponseError::InvalidConfig);
     }
 
     #[test]

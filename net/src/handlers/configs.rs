@@ -26,6 +26,8 @@ use crate::metadata::{validate_broker_config, MetadataChange, MetadataImage};
 use crate::shard::{DefaultSource, Shard};
 
 const RESOURCE_TOPIC: i8 = 2;
+/// Documentation of dynamic broker configs that are stored but do nothing.
+const NO_EFFECT_DOC: &str = "a Kafka dynamic broker config: stored and described, no effect in ringbroker";
 const RESOURCE_BROKER: i8 = 4;
 
 /// Kafka's ConfigSource values.
@@ -113,17 +115,17 @@ fn describe_broker(shard: &Shard, img: &MetadataImage, resource: &str) -> Vec<De
             .get("")
             .into_iter()
             .flatten()
-            .filter_map(|(k, v)| {
-                let key = config_key_by_broker_name(k)?;
-                Some(Described {
+            .map(|(k, v)| {
+                let key = config_key_by_broker_name(k);
+                Described {
                     name: k.clone(),
                     value: v.clone(),
                     source: Source::DynamicDefaultBroker,
                     read_only: false,
-                    kind: key.kind,
-                    doc: Some(key.doc),
+                    kind: key.map_or(ConfigType::String, |c| c.kind),
+                    doc: Some(key.map_or(NO_EFFECT_DOC, |c| c.doc)),
                     synonyms: vec![(k.clone(), v.clone(), Source::DynamicDefaultBroker)],
-                })
+                }
             })
             .collect();
     }
@@ -143,6 +145,27 @@ fn describe_broker(shard: &Shard, img: &MetadataImage, resource: &str) -> Vec<De
             }
         })
         .collect();
+    // Kafka's other dynamic broker configs, as stored (no effect here).
+    let node = shard.config.broker.node_id.to_string();
+    let mut others: BTreeMap<&String, (&String, Source)> = BTreeMap::new();
+    for (resource, source) in [("", Source::DynamicDefaultBroker), (node.as_str(), Source::DynamicBroker)] {
+        for (k, v) in img.broker_configs.get(resource).into_iter().flatten() {
+            if config_key_by_broker_name(k).is_none() {
+                others.insert(k, (v, source));
+            }
+        }
+    }
+    for (k, (v, source)) in others {
+        out.push(Described {
+            name: k.clone(),
+            value: v.clone(),
+            source,
+            read_only: false,
+            kind: ConfigType::String,
+            doc: Some(NO_EFFECT_DOC),
+            synonyms: vec![(k.clone(), v.clone(), source)],
+        });
+    }
     let b = &shard.config.broker;
     for (name, value, kind) in [
         ("node.id", b.node_id.to_string(), ConfigType::Int),
