@@ -289,7 +289,9 @@ async fn alter_resource(
     f: impl FnOnce(&mut BTreeMap<String, String>, &dyn Fn(&str) -> Option<String>) -> AlterResult,
 ) -> AlterResult {
     let img = shard.image();
-    match resource_type {
+    // Each resource type: its current overrides, the default of a key, the
+    // check of one setting, and the metadata change that stores the result.
+    let change = match resource_type {
         RESOURCE_TOPIC => {
             let t =
                 img.topic(name).ok_or((ResponseError::UnknownTopicOrPartition, format!("unknown topic '{name}'")))?;
@@ -298,13 +300,7 @@ async fn alter_resource(
             for (k, v) in &configs {
                 validate_topic_config(k, v).map_err(|e| (ResponseError::InvalidConfig, e.to_string()))?;
             }
-            if validate_only {
-                return Ok(());
-            }
-            shard
-                .request_metadata_change(MetadataChange::SetTopicConfigs { name: name.to_string(), configs })
-                .await
-                .map(|_| ())
+            MetadataChange::SetTopicConfigs { name: name.to_string(), configs }
         }
         RESOURCE_BROKER => {
             if !name.is_empty() && name != shard.config.broker.node_id.to_string() {
@@ -315,16 +311,16 @@ async fn alter_resource(
             for (k, v) in &configs {
                 validate_broker_config(k, v)?;
             }
-            if validate_only {
-                return Ok(());
-            }
-            shard
-                .request_metadata_change(MetadataChange::SetBrokerConfigs { resource: name.to_string(), configs })
-                .await
-                .map(|_| ())
+            MetadataChange::SetBrokerConfigs { resource: name.to_string(), configs }
         }
-        other => Err((ResponseError::InvalidRequest, format!("configs of resource type {other} cannot be altered"))),
+        other => {
+            return Err((ResponseError::InvalidRequest, format!("configs of resource type {other} cannot be altered")))
+        }
+    };
+    if validate_only {
+        return Ok(());
     }
+    shard.request_metadata_change(change).await.map(|_| ())
 }
 
 pub async fn alter_configs(shard: &Rc<Shard>, req: AlterConfigsRequest, _version: i16) -> AlterConfigsResponse {
