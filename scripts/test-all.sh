@@ -50,8 +50,15 @@ status_go=0
 stamp "e2e: Go clients (franz-go, sarama, kafka-go): go test (tests/e2e/go)"
 (cd tests/e2e/go && timeout -k 30 1200 go test -p 1 -parallel 1 -timeout 15m -count=1 ./...) || status_go=$?
 
-stamp "summary: cargo test exit=$status_unit, e2e pytest exit=$status_e2e, java exit=$status_java, go exit=$status_go"
-if [ "$status_unit" -ne 0 ] || [ "$status_e2e" -ne 0 ] || [ "$status_java" -ne 0 ] || [ "$status_go" -ne 0 ]; then
+# Apache Kafka as the oracle: the same requests to Kafka 4.4 (from Maven)
+# and to ringbroker, responses compared field by field (tests/oracle).
+status_oracle=0
+stamp "differential check against Apache Kafka: tests/oracle/run"
+timeout -k 30 900 tests/oracle/run || status_oracle=$?
+
+stamp "summary: cargo test exit=$status_unit, e2e pytest exit=$status_e2e, java exit=$status_java, go exit=$status_go, oracle exit=$status_oracle"
+if [ "$status_unit" -ne 0 ] || [ "$status_e2e" -ne 0 ] || [ "$status_java" -ne 0 ] || [ "$status_go" -ne 0 ] \
+  || [ "$status_oracle" -ne 0 ]; then
   echo "test-all: FAILED"
   exit 1
 fi

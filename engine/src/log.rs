@@ -987,7 +987,9 @@ impl<S: SegmentStorage + Clone> PartitionLog<S> {
     /// offset of that epoch), for OffsetForLeaderEpoch. Single leader epoch
     /// history for now: epochs only change with replication.
     pub fn end_offset_for_epoch(&self, epoch: i32) -> (i32, i64) {
-        if epoch >= self.leader_epoch {
+        // Kafka: the current epoch ends at the log end; an epoch above every
+        // known one (or below the first) is undefined (-1, -1).
+        if epoch == self.leader_epoch {
             (self.leader_epoch, self.next_offset)
         } else {
             (-1, -1)

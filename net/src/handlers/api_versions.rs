@@ -2,7 +2,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::api_versions_response::ApiVersion;
-use kafka_protocol::messages::ApiVersionsResponse;
+use kafka_protocol::messages::{ApiKey, ApiVersionsResponse};
 use kafka_protocol::protocol::Encodable;
 use kafka_protocol::ResponseError;
 
@@ -22,10 +22,25 @@ pub fn response() -> ApiVersionsResponse {
     )
 }
 
+/// KIP-511: a client on ApiVersions v3+ names its software; Kafka refuses
+/// names and versions outside `[a-zA-Z0-9](?:[a-zA-Z0-9\-.]*[a-zA-Z0-9])?`
+/// with INVALID_REQUEST and no API list.
+pub fn valid_client_software(s: &str) -> bool {
+    let b = s.as_bytes();
+    let inner_ok = |c: &u8| c.is_ascii_alphanumeric() || *c == b'-' || *c == b'.';
+    match (b.first(), b.last()) {
+        (Some(f), Some(l)) => f.is_ascii_alphanumeric() && l.is_ascii_alphanumeric() && b.iter().all(inner_ok),
+        _ => false,
+    }
+}
+
 /// A v0 ApiVersions response with UNSUPPORTED_VERSION: clients that asked
-/// for a newer version than we know retry with the highest one we list.
+/// for a newer version than we know retry with the highest ApiVersions we
+/// list (like Kafka, only ApiVersions' own range is listed).
 pub fn unsupported_version_response(correlation_id: i32) -> Bytes {
-    let body = response().with_error_code(ResponseError::UnsupportedVersion.code());
+    let own = response().api_keys.into_iter().filter(|a| a.api_key == ApiKey::ApiVersions as i16).collect();
+    let body =
+        ApiVersionsResponse::default().with_error_code(ResponseError::UnsupportedVersion.code()).with_api_keys(own);
     let mut buf = BytesMut::new();
     buf.put_i32(0);
     buf.put_i32(correlation_id);
@@ -38,8 +53,17 @@ pub fn unsupported_version_response(correlation_id: i32) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kafka_protocol::messages::ApiKey;
     use kafka_protocol::protocol::Decodable;
+
+    #[test]
+    fn client_software_names_as_kafka_checks_them() {
+        for ok in ["librdkafka", "apache-kafka-java", "4.1.1", "a", "v1.2-rc3"] {
+            assert!(valid_client_software(ok), "{ok}");
+        }
+        for bad in ["", "bad name!", "-x", "x.", "ümlaut"] {
+            assert!(!valid_client_software(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn advertised_ranges_decode_and_fallback_is_v0() {
@@ -49,6 +73,7 @@ mod tests {
         assert_eq!(bytes::Buf::get_i32(&mut b), 7);
         let d = ApiVersionsResponse::decode(&mut b, 0).unwrap();
         assert_eq!(d.error_code, 35);
-        assert_eq!(d.api_keys.len(), SUPPORTED.len());
+        assert_eq!(d.api_keys.len(), 1);
+        assert_eq!(d.api_keys[0].api_key, ApiKey::ApiVersions as i16);
     }
 }

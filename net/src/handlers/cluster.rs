@@ -17,6 +17,15 @@ pub async fn describe_cluster(
     _version: i16,
 ) -> DescribeClusterResponse {
     let node = BrokerId(shard.config.broker.node_id);
+    // endpoint_type 1 = brokers; asking a broker listener for controllers
+    // (2) is Kafka's MISMATCHED_ENDPOINT_TYPE.
+    if req.endpoint_type != 1 {
+        return DescribeClusterResponse::default()
+            .with_error_code(ResponseError::MismatchedEndpointType.code())
+            .with_error_message(Some(str_bytes("this listener serves broker endpoints only")))
+            .with_cluster_id(str_bytes(&shard.image().cluster_id))
+            .with_controller_id(BrokerId(-1));
+    }
     DescribeClusterResponse::default()
         .with_cluster_id(str_bytes(&shard.image().cluster_id))
         .with_controller_id(node)

@@ -216,6 +216,12 @@ pub async fn describe_configs(shard: &Rc<Shard>, req: DescribeConfigsRequest, ve
             .with_resource_type(r.resource_type)
             .with_resource_name(r.resource_name.clone());
         let entries = match r.resource_type {
+            RESOURCE_TOPIC if name.is_empty() => {
+                res = res
+                    .with_error_code(ResponseError::InvalidTopicException.code())
+                    .with_error_message(Some(str_bytes("the topic name is empty")));
+                None
+            }
             RESOURCE_TOPIC => match img.topic(&name) {
                 Some(t) => Some(describe_topic(shard, &img, &t.configs)),
                 None => {
@@ -266,9 +272,7 @@ pub async fn describe_configs(shard: &Rc<Shard>, req: DescribeConfigsRequest, ve
             }
             if version >= 3 {
                 e = e.with_config_type(d.kind as i8);
-                if req.include_documentation {
-                    e = e.with_documentation(d.doc.map(str_bytes));
-                }
+                e = e.with_documentation(if req.include_documentation { d.doc.map(str_bytes) } else { None });
             }
             res.configs.push(e);
         }
@@ -379,7 +383,14 @@ pub async fn incremental_alter_configs(
             .iter()
             .map(|c| (c.name.to_string(), c.config_operation, c.value.as_ref().map(|v| v.to_string())))
             .collect();
+        let duplicate = {
+            let mut seen = std::collections::BTreeSet::new();
+            ops.iter().find(|(k, _, _)| !seen.insert(k.clone())).map(|(k, _, _)| k.clone())
+        };
         let res = alter_resource(shard, r.resource_type, &name, req.validate_only, move |c, default_of| {
+            if let Some(k) = duplicate {
+                return Err((ResponseError::InvalidRequest, format!("{k} appears more than once for one resource")));
+            }
             for (k, op, v) in ops {
                 match (op, v) {
                     (OP_SET, Some(v)) => {

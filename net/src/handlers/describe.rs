@@ -53,7 +53,7 @@ pub async fn describe_topic_partitions(
                 DescribeTopicPartitionsResponseTopic::default()
                     .with_error_code(ResponseError::UnknownTopicOrPartition.code())
                     .with_name(Some(TopicName(str_bytes(&name))))
-                    .with_topic_authorized_operations(OPERATIONS_NOT_REQUESTED),
+                    .with_topic_authorized_operations(TOPIC_OPERATIONS),
             );
             continue;
         };

@@ -24,6 +24,10 @@ struct PartRead {
     partition: i32,
     offset: i64,
     max_bytes: usize,
+    /// The leader epoch the client believes current (-1: not checked).
+    current_leader_epoch: i32,
+    /// The epoch of the last record the client fetched (-1: unknown).
+    last_fetched_epoch: i32,
 }
 
 #[derive(Default)]
@@ -35,10 +39,23 @@ pub struct PartResult {
 }
 
 pub async fn handle(shard: &Rc<Shard>, req: FetchRequest, version: i16, correlation_id: i32) -> super::Frame {
+    // No fetch sessions are created (every answer says session 0), so any
+    // other session id is unknown: Kafka's FETCH_SESSION_ID_NOT_FOUND tells
+    // the client to start over with a full fetch.
+    if version >= 7 && req.session_id != 0 {
+        let resp = kafka_protocol::messages::FetchResponse::default()
+            .with_error_code(ResponseError::FetchSessionIdNotFound.code())
+            .with_session_id(0);
+        return match super::encode_response(kafka_protocol::messages::ApiKey::Fetch, version, correlation_id, &resp) {
+            Ok(b) => super::Frame::one(b),
+            Err(_) => super::Frame::close(),
+        };
+    }
     let img = shard.image();
     let started = Instant::now();
     let deadline = started + Duration::from_millis(req.max_wait_ms.clamp(0, 300_000) as u64);
     let min_bytes = req.min_bytes.max(0) as usize;
+    let read_committed = req.isolation_level == 1;
     let max_bytes = if version >= 3 { req.max_bytes.max(0) as usize } else { usize::MAX };
 
     // Group partitions by owner; remember the request order for the answer.
@@ -67,6 +84,8 @@ pub async fn handle(shard: &Rc<Shard>, req: FetchRequest, version: i16, correlat
                         partition: p.partition,
                         offset: p.fetch_offset,
                         max_bytes: p.partition_max_bytes.max(0) as usize,
+                        current_leader_epoch: if version >= 9 { p.current_leader_epoch } else { -1 },
+                        last_fetched_epoch: if version >= 12 { p.last_fetched_epoch } else { -1 },
                     };
                     match by_owner.iter_mut().find(|(o, _)| *o == owner) {
                         Some((_, v)) => v.push(read),
@@ -148,7 +167,10 @@ pub async fn handle(shard: &Rc<Shard>, req: FetchRequest, version: i16, correlat
                 records: Vec::new(),
             };
             if unknown.iter().any(|(t, q)| *t == name && *q == p) {
-                fp.error_code = unknown_error.code();
+                // An unknown partition of a known topic id is
+                // UNKNOWN_TOPIC_OR_PARTITION; only an unknown id is UNKNOWN_TOPIC_ID.
+                let topic_known = version >= 13 && !name.starts_with('/');
+                fp.error_code = if topic_known { ResponseError::UnknownTopicOrPartition } else { unknown_error }.code();
             } else if let Some(i) = results.iter().position(|((t, q), _)| *t == name && *q == p) {
                 let (key, r) = results.swap_remove(i);
                 let partition_max =
@@ -161,16 +183,19 @@ pub async fn handle(shard: &Rc<Shard>, req: FetchRequest, version: i16, correlat
                     shard.metrics.fetch_bytes.fetch_add(len as u64, std::sync::atomic::Ordering::Relaxed);
                 }
                 fp.error_code = r.error_code;
-                fp.high_watermark = r.high_watermark;
-                fp.last_stable_offset = r.high_watermark;
-                fp.log_start_offset = r.log_start_offset;
                 fp.records = records;
+                // As in Kafka, a partition with an error reports no offsets.
+                if r.error_code == 0 {
+                    fp.high_watermark = r.high_watermark;
+                    fp.last_stable_offset = r.high_watermark;
+                    fp.log_start_offset = r.log_start_offset;
+                }
             }
             tr.partitions.push(fp);
         }
         topics.push(tr);
     }
-    super::Frame(fetch_encode::encode(version, correlation_id, &topics))
+    super::Frame(fetch_encode::encode(version, correlation_id, &topics, read_committed))
 }
 
 /// The longest prefix of `chunks` (each a run of whole record batches) that
@@ -224,7 +249,21 @@ async fn read_local(shard: &Rc<Shard>, reads: Vec<PartRead>) -> Vec<((String, i3
                 log_start_offset: -1,
                 records: Vec::new(),
             },
-            Some(h) => read_partition(shard, &h.log, r.offset, r.max_bytes).await,
+            Some(h) => {
+                let leader_epoch = h.log.borrow().leader_epoch();
+                match super::epochs::check_fetch_epochs(r.current_leader_epoch, r.last_fetched_epoch, leader_epoch) {
+                    Err(e) => {
+                        let l = h.log.borrow();
+                        PartResult {
+                            error_code: e.code(),
+                            high_watermark: l.hw(),
+                            log_start_offset: l.log_start_offset(),
+                            records: Vec::new(),
+                        }
+                    }
+                    Ok(()) => read_partition(shard, &h.log, r.offset, r.max_bytes).await,
+                }
+            }
         };
         ((r.topic, r.partition), res)
     });

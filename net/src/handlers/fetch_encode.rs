@@ -72,6 +72,13 @@ impl Writer {
             self.i32(n as i32);
         }
     }
+    fn null_array(&mut self) {
+        if self.flexible {
+            self.uvarint(0);
+        } else {
+            self.i32(-1);
+        }
+    }
     fn string(&mut self, s: &str) {
         if self.flexible {
             self.uvarint(s.len() as u64 + 1);
@@ -106,7 +113,11 @@ impl Writer {
 
 /// Encodes a whole Fetch response frame (length prefix, header, body) as
 /// buffers to write in order.
-pub fn encode(version: i16, correlation_id: i32, topics: &[FetchedTopic]) -> Vec<Bytes> {
+/// `read_committed`: the consumer's isolation level. Kafka sends the
+/// (nullable) aborted-transactions list to read_committed consumers (empty
+/// here: no transaction exists) and with every partition error, and null
+/// for the data of read_uncommitted fetches.
+pub fn encode(version: i16, correlation_id: i32, topics: &[FetchedTopic], read_committed: bool) -> Vec<Bytes> {
     let flexible = version >= 12;
     let mut w = Writer { parts: Vec::new(), cur: BytesMut::with_capacity(512), flexible };
     w.i32(0); // frame length, patched below
@@ -133,7 +144,11 @@ pub fn encode(version: i16, correlation_id: i32, topics: &[FetchedTopic]) -> Vec
             if version >= 5 {
                 w.i64(p.log_start_offset);
             }
-            w.array_len(0); // aborted_transactions: none (no transactions)
+            if read_committed || p.error_code != 0 {
+                w.array_len(0); // aborted_transactions: none (no transactions)
+            } else {
+                w.null_array();
+            }
             if version >= 11 {
                 w.i32(-1); // preferred_read_replica
             }
@@ -177,7 +192,7 @@ mod tests {
     use proptest::prelude::*;
 
     /// The same response through the `kafka-protocol` codec.
-    fn via_codec(version: i16, correlation_id: i32, topics: &[FetchedTopic]) -> Vec<u8> {
+    fn via_codec(version: i16, correlation_id: i32, topics: &[FetchedTopic], read_committed: bool) -> Vec<u8> {
         let mut resp = FetchResponse::default();
         if version >= 7 {
             resp = resp.with_error_code(0).with_session_id(0);
@@ -201,7 +216,11 @@ mod tests {
                         .with_high_watermark(p.high_watermark)
                         .with_last_stable_offset(p.last_stable_offset)
                         .with_log_start_offset(if version >= 5 { p.log_start_offset } else { -1 })
-                        .with_aborted_transactions(Some(Vec::new()))
+                        .with_aborted_transactions(if read_committed || p.error_code != 0 {
+                            Some(Vec::new())
+                        } else {
+                            None
+                        })
                         .with_preferred_read_replica(BrokerId(-1))
                         .with_records(Some(data.freeze())),
                 );
@@ -237,8 +256,11 @@ mod tests {
         #[test]
         fn matches_the_codec_for_every_version(topics in arb_topics(), cid in any::<i32>()) {
             for version in 4..=16i16 {
-                let ours: Vec<u8> = encode(version, cid, &topics).iter().flat_map(|b| b.iter().copied()).collect();
-                prop_assert_eq!(ours, via_codec(version, cid, &topics), "version {}", version);
+                for read_committed in [false, true] {
+                    let ours: Vec<u8> =
+                        encode(version, cid, &topics, read_committed).iter().flat_map(|b| b.iter().copied()).collect();
+                    prop_assert_eq!(ours, via_codec(version, cid, &topics, read_committed), "version {}", version);
+                }
             }
         }
     }
@@ -251,7 +273,7 @@ mod tests {
             topic_id: uuid::Uuid::nil(),
             partitions: vec![FetchedPartition { records: vec![big.clone()], ..Default::default() }],
         }];
-        let parts = encode(12, 1, &topics);
+        let parts = encode(12, 1, &topics, false);
         assert!(parts.iter().any(|p| p.as_ptr() == big.as_ptr() && p.len() == big.len()));
     }
 }

@@ -26,6 +26,7 @@ use crate::coordinator::{member_suffix, Answer, PartitionCoordinator, OFFSETS_PA
 use crate::shard::Shard;
 
 const KEY_TYPE_GROUP: i8 = 0;
+const KEY_TYPE_TRANSACTION: i8 = 1;
 
 fn sb(s: &str) -> StrBytes {
     str_bytes(s)
@@ -76,6 +77,8 @@ pub async fn find_coordinator(shard: &Rc<Shard>, req: FindCoordinatorRequest, ve
     let answer = |key_type: i8| -> (i16, Option<&'static str>) {
         if key_type == KEY_TYPE_GROUP {
             (0, None)
+        } else if key_type != KEY_TYPE_TRANSACTION {
+            (ResponseError::InvalidRequest.code(), Some("unknown coordinator key type"))
         } else {
             // No transaction coordinator exists. A retriable error kept
             // transactional clients waiting for their whole timeout; this is
@@ -125,6 +128,7 @@ pub async fn join_group(
     client_host: String,
 ) -> JoinGroupResponse {
     let group_id = req.group_id.0.to_string();
+    let request_member_id = req.member_id.to_string();
     let greq = GJoin {
         member_id: req.member_id.to_string(),
         group_instance_id: req.group_instance_id.as_ref().map(|s| s.to_string()),
@@ -186,14 +190,16 @@ pub async fn join_group(
             let mut resp = base
                 .with_error_code(GroupError::MemberIdRequired { member_id: String::new() }.code())
                 .with_member_id(sb(&member_id));
-            if version < 7 {
-                resp = resp.with_protocol_name(Some(sb("")));
-            }
+            resp = resp.with_protocol_name(if version >= 7 { None } else { Some(sb("")) });
             resp
         }
         Err(e) => {
-            let mut resp = base.with_error_code(e.code());
-            if version < 7 {
+            // As in Kafka: the request's member id comes back, and from v7 the
+            // protocol name is null rather than empty.
+            let mut resp = base.with_error_code(e.code()).with_member_id(sb(&request_member_id));
+            if version >= 7 {
+                resp = resp.with_protocol_name(None);
+            } else {
                 resp = resp.with_protocol_name(Some(sb("")));
             }
             resp
@@ -481,6 +487,7 @@ pub async fn offset_fetch(shard: &Rc<Shard>, req: OffsetFetchRequest, version: i
 }
 
 pub async fn offset_delete(shard: &Rc<Shard>, req: OffsetDeleteRequest, _version: i16) -> OffsetDeleteResponse {
+    let img = shard.image();
     let group_id = req.group_id.0.to_string();
     let parts: Vec<(String, i32)> = req
         .topics
@@ -511,7 +518,14 @@ pub async fn offset_delete(shard: &Rc<Shard>, req: OffsetDeleteRequest, _version
                             t.partitions
                                 .iter()
                                 .map(|p| {
-                                    let code = code_for(&per, &name, p.partition_index);
+                                    let known = img
+                                        .topic(&name)
+                                        .is_some_and(|m| p.partition_index >= 0 && p.partition_index < m.partitions);
+                                    let code = if known {
+                                        code_for(&per, &name, p.partition_index)
+                                    } else {
+                                        ResponseError::UnknownTopicOrPartition.code()
+                                    };
                                     offset_delete_response::OffsetDeleteResponsePartition::default()
                                         .with_partition_index(p.partition_index)
                                         .with_error_code(code)

@@ -28,9 +28,21 @@ pub async fn handle(shard: &Rc<Shard>, req: ListOffsetsRequest, version: i16) ->
                     let owner = shard.owner(&m.id, p.partition_index);
                     let topic = name.clone();
                     let (pi, target) = (p.partition_index, p.timestamp);
+                    // -3 (max timestamp) needs v7, -4/-5 (tiered) v8+: Kafka
+                    // answers older requests UNSUPPORTED_VERSION.
+                    let unsupported =
+                        (target == MAX_TIMESTAMP && version < 7) || ((-5..=-4).contains(&target) && version < 8);
+                    let current_epoch = if version >= 4 { p.current_leader_epoch } else { -1 };
                     shard
                         .router
-                        .call(shard, owner, move |s| async move { lookup_local(&s, &topic, pi, target).await })
+                        .call(shard, owner, move |s| async move {
+                            let epoch = s.partition(&topic, pi).map(|h| h.log.borrow().leader_epoch());
+                            match epoch.map(|e| super::epochs::check_current_epoch(current_epoch, e)) {
+                                _ if unsupported => (ResponseError::UnsupportedVersion.code(), -1, -1),
+                                Some(Err(e)) => (e.code(), -1, -1),
+                                _ => lookup_local(&s, &topic, pi, target).await,
+                            }
+                        })
                         .await
                         .unwrap_or((ResponseError::NotLeaderOrFollower.code(), -1, -1))
                 }
@@ -41,7 +53,8 @@ pub async fn handle(shard: &Rc<Shard>, req: ListOffsetsRequest, version: i16) ->
                 .with_timestamp(ts)
                 .with_offset(offset);
             if version >= 4 {
-                pr = pr.with_leader_epoch(0);
+                // The epoch of the record found; -1 when none was (or on error).
+                pr = pr.with_leader_epoch(if error == 0 && offset >= 0 { 0 } else { -1 });
             }
             tr.partitions.push(pr);
         }

@@ -21,6 +21,25 @@ pub async fn handle(shard: &Rc<Shard>, req: MetadataRequest, version: i16) -> Me
         Some(t) if t.is_empty() && version == 0 => None,
         Some(t) => Some(t.iter().map(|t| (t.name.as_ref().map(|n| n.0.to_string()), t.topic_id)).collect()),
     };
+    // Topic ids name topics in Metadata from v12 only: like Kafka, an older
+    // request that carries one is refused whole (each topic INVALID_REQUEST,
+    // no brokers), never answered with a name that version cannot encode.
+    if version < 12 && requested.as_ref().is_some_and(|l| l.iter().any(|(_, id)| !id.is_nil())) {
+        let topics = requested
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(name, id)| {
+                MetadataResponseTopic::default()
+                    .with_error_code(ResponseError::InvalidRequest.code())
+                    .with_name(Some(TopicName(str_bytes(name.as_deref().unwrap_or("")))))
+                    .with_topic_id(id)
+            })
+            .collect();
+        return response(shard, &img, version, false)
+            .with_brokers(vec![])
+            .with_controller_id(BrokerId(-1))
+            .with_topics(topics);
+    }
     let auto_create = shard.config.broker.auto_create_topics_enable && (version < 4 || req.allow_auto_topic_creation);
     if let (Some(list), true) = (&requested, auto_create) {
         for (name, id) in list {

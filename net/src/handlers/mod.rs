@@ -9,6 +9,7 @@ pub mod api_versions;
 pub mod cluster;
 pub mod configs;
 pub mod describe;
+pub mod epochs;
 pub mod fetch;
 pub mod fetch_encode;
 pub mod groups;
@@ -169,8 +170,16 @@ pub async fn handle(
     }
     match api_key {
         ApiKey::ApiVersions => {
-            let _req = ApiVersionsRequest::decode(&mut body, v)?;
-            Ok(Some(Frame::one(encode_response(api_key, v, cid, &api_versions::response())?)))
+            let req = ApiVersionsRequest::decode(&mut body, v)?;
+            let valid = v < 3
+                || (api_versions::valid_client_software(&req.client_software_name)
+                    && api_versions::valid_client_software(&req.client_software_version));
+            let resp = if valid {
+                api_versions::response()
+            } else {
+                ApiVersionsResponse::default().with_error_code(kafka_protocol::ResponseError::InvalidRequest.code())
+            };
+            Ok(Some(Frame::one(encode_response(api_key, v, cid, &resp)?)))
         }
         ApiKey::Metadata => simple!(MetadataRequest, metadata::handle),
         ApiKey::Produce => {

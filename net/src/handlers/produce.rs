@@ -41,7 +41,7 @@ impl PartitionOutcome {
     }
 }
 
-pub async fn handle(shard: &Rc<Shard>, req: ProduceRequest, _version: i16) -> ProduceResponse {
+pub async fn handle(shard: &Rc<Shard>, req: ProduceRequest, version: i16) -> ProduceResponse {
     let img = shard.image();
     let acks = req.acks;
     if Acks::from_kafka(acks).is_none() {
@@ -49,6 +49,19 @@ pub async fn handle(shard: &Rc<Shard>, req: ProduceRequest, _version: i16) -> Pr
     }
     if req.transactional_id.is_some() {
         return error_response(req, ResponseError::TransactionalIdAuthorizationFailed);
+    }
+    // As in Kafka: transactional batches need a transactional id (and a
+    // transaction coordinator, which does not exist yet), so a batch that
+    // claims to be transactional is refused rather than left open forever.
+    let batch_attributes = || {
+        req.topic_data.iter().flat_map(|t| t.partition_data.iter()).flat_map(|p| batch_attributes(p.records.as_deref()))
+    };
+    if batch_attributes().any(|a| a & TRANSACTIONAL_BIT != 0) {
+        return error_response(req, ResponseError::TransactionalIdAuthorizationFailed);
+    }
+    // zstd needs Produce v7+ (KIP-110): an older client could not read it back.
+    if version < 7 && batch_attributes().any(|a| a & COMPRESSION_MASK == ZSTD) {
+        return error_response(req, ResponseError::UnsupportedCompressionType);
     }
     let mut topics = Vec::new();
     // Start every partition's work first (they run concurrently), then collect.
@@ -122,6 +135,12 @@ pub async fn append_local(
     let Some(h) = shard.partition(topic, partition) else {
         return PartitionOutcome::err(ResponseError::UnknownTopicOrPartition, None);
     };
+    // Kafka: no batch at all, or a batch of another magic (byte 16), is an
+    // invalid record, not a corrupt one (the bytes may be intact).
+    const MAGIC_OFF: usize = 16;
+    if records.is_empty() || records.get(MAGIC_OFF).is_some_and(|m| *m != 2) {
+        return PartitionOutcome::err(ResponseError::InvalidRecord, Some("only v2 record batches are accepted".into()));
+    }
     let max = h.log.borrow().config().max_message_bytes;
     let ranges = match split_record_set(&records, max) {
         Ok(r) => r,
@@ -130,6 +149,11 @@ pub async fn append_local(
                 ResponseError::MessageTooLarge,
                 Some(format!("batch of {size} bytes exceeds max.message.bytes {max}")),
             )
+        }
+        // Kafka: a batch of another magic, or no batch at all, is an invalid
+        // record (not a corrupt one: the bytes may be intact).
+        Err(e @ (BatchError::BadMagic(_) | BatchError::EmptyRecordSet)) => {
+            return PartitionOutcome::err(ResponseError::InvalidRecord, Some(e.to_string()))
         }
         Err(e) => return PartitionOutcome::err(ResponseError::CorruptMessage, Some(e.to_string())),
     };
@@ -245,6 +269,27 @@ pub async fn append_local(
     }
 }
 
+const COMPRESSION_MASK: i16 = 0x07;
+const ZSTD: i16 = 4;
+const TRANSACTIONAL_BIT: i16 = 0x10;
+
+/// The attributes of each record batch in a record set, read from the
+/// batch headers only (the full checks come at append). Stops at the first
+/// header that does not fit.
+fn batch_attributes(records: Option<&[u8]>) -> impl Iterator<Item = i16> + '_ {
+    const LENGTH_OFF: usize = 8;
+    const ATTRIBUTES_OFF: usize = 21;
+    let records = records.unwrap_or_default();
+    let mut at = 0usize;
+    std::iter::from_fn(move || {
+        let header = records.get(at..at + ATTRIBUTES_OFF + 2)?;
+        let len = i32::from_be_bytes(header[LENGTH_OFF..LENGTH_OFF + 4].try_into().expect("4 bytes"));
+        let attributes = i16::from_be_bytes([header[ATTRIBUTES_OFF], header[ATTRIBUTES_OFF + 1]]);
+        at = at.checked_add(12 + usize::try_from(len).ok()?)?;
+        Some(attributes)
+    })
+}
+
 /// The same error for every partition of the request.
 fn error_response(req: ProduceRequest, error: ResponseError) -> ProduceResponse {
     ProduceResponse::default().with_responses(
@@ -267,4 +312,25 @@ fn error_response(req: ProduceRequest, error: ResponseError) -> ProduceResponse 
             })
             .collect(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ringbroker_engine::batch::{build_batch_with, BatchOptions, RecordSpec};
+
+    #[test]
+    fn batch_attributes_walks_every_header_and_stops_at_a_short_one() {
+        let rec = [RecordSpec { key: None, value: Some(b"v"), headers: vec![], timestamp_delta: 0 }];
+        let plain = build_batch_with(&BatchOptions::default(), &rec);
+        let txn = build_batch_with(&BatchOptions { transactional: true, ..BatchOptions::default() }, &rec);
+        let mut set = plain.clone();
+        set.extend_from_slice(&txn);
+        let attrs: Vec<i16> = batch_attributes(Some(&set)).collect();
+        assert_eq!(attrs.len(), 2);
+        assert_eq!(attrs[0] & TRANSACTIONAL_BIT, 0);
+        assert_ne!(attrs[1] & TRANSACTIONAL_BIT, 0);
+        assert_eq!(batch_attributes(Some(&set[..set.len() - plain.len() - 5])).count(), 1);
+        assert_eq!(batch_attributes(None).count(), 0);
+    }
 }

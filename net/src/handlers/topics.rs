@@ -14,9 +14,29 @@ use super::str_bytes;
 use crate::metadata::{apply_change, random_id, MetadataChange};
 use crate::shard::Shard;
 
+/// Names that occur more than once in one request: Kafka refuses each of
+/// them once with INVALID_REQUEST and acts on none of its entries.
+fn duplicated<'a>(names: impl Iterator<Item = &'a str>) -> std::collections::BTreeSet<String> {
+    let mut seen = std::collections::BTreeSet::new();
+    names.filter(|n| !seen.insert(*n)).map(str::to_string).collect()
+}
+
 pub async fn create_topics(shard: &Rc<Shard>, req: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
     let mut results = Vec::new();
-    for t in req.topics {
+    let dups = duplicated(req.topics.iter().map(|t| t.name.0.as_str()));
+    for name in &dups {
+        let mut r = CreatableTopicResult::default()
+            .with_name(TopicName(str_bytes(name)))
+            .with_error_code(ResponseError::InvalidRequest.code());
+        if version >= 1 {
+            r = r.with_error_message(Some(str_bytes(&format!("topic '{name}' appears more than once in the request"))));
+        }
+        if version >= 5 {
+            r = r.with_num_partitions(-1).with_replication_factor(-1);
+        }
+        results.push(r);
+    }
+    for t in req.topics.into_iter().filter(|t| !dups.contains(t.name.0.as_str())) {
         let name = t.name.0.to_string();
         let mut partitions = if t.num_partitions == -1 { shard.config.broker.num_partitions } else { t.num_partitions };
         let mut rf = if t.replication_factor == -1 {
@@ -105,6 +125,17 @@ pub async fn delete_topics(shard: &Rc<Shard>, req: DeleteTopicsRequest, version:
     targets.extend(req.topics.iter().map(|s| (s.name.as_ref().map(|n| n.0.to_string()), s.topic_id)));
     let mut results = Vec::new();
     for (name, id) in targets {
+        if name.is_some() && !id.is_nil() {
+            // Kafka: an entry names a topic by name or by id, not both.
+            results.push(
+                DeletableTopicResult::default()
+                    .with_name(name.map(|n| TopicName(str_bytes(&n))))
+                    .with_topic_id(id)
+                    .with_error_code(ResponseError::InvalidRequest.code())
+                    .with_error_message(Some(str_bytes("name a topic by name or by id, not both"))),
+            );
+            continue;
+        }
         let img = shard.image();
         let resolved = match &name {
             Some(n) => img.topic(n).map(|t| (t.name.clone(), t.id)),
@@ -146,7 +177,16 @@ pub async fn create_partitions(
     _version: i16,
 ) -> CreatePartitionsResponse {
     let mut results = Vec::new();
-    for t in req.topics {
+    let dups = duplicated(req.topics.iter().map(|t| t.name.0.as_str()));
+    for name in &dups {
+        results.push(
+            CreatePartitionsTopicResult::default()
+                .with_name(TopicName(str_bytes(name)))
+                .with_error_code(ResponseError::InvalidRequest.code())
+                .with_error_message(Some(str_bytes(&format!("topic '{name}' appears more than once in the request")))),
+        );
+    }
+    for t in req.topics.into_iter().filter(|t| !dups.contains(t.name.0.as_str())) {
         let change = MetadataChange::CreatePartitions { name: t.name.0.to_string(), total: t.count };
         let current = shard.image().topic(&t.name.0).map(|m| m.partitions).unwrap_or(0);
         let assignment_error = t.assignments.as_ref().and_then(|a| {
@@ -237,6 +277,12 @@ fn check_assignment(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn duplicated_names_are_found_once() {
+        let d = duplicated(["a", "b", "a", "c", "a", "b"].into_iter());
+        assert_eq!(d.into_iter().collect::<Vec<_>>(), vec!["a".to_string(), "b".to_string()]);
+    }
 
     #[test]
     fn explicit_assignments_follow_kafkas_rules() {
