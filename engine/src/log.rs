@@ -699,14 +699,23 @@ impl<S: SegmentStorage + Clone> PartitionLog<S> {
         max_bytes: usize,
     ) -> Result<ReadResult, EngineError> {
         let mut offset = offset;
+        // Where to go on reading in a segment whose first read ended below `offset`.
+        let mut resume: Option<(Rc<S::File>, u64)> = None;
         loop {
             let (plan, hw) = {
                 let s = this.borrow();
                 (s.plan_disk_read(offset), s.hw())
             };
-            let Some((file, pos, valid_end)) = plan else { return Ok(ReadResult::default()) };
+            let Some((file, mut pos, valid_end)) = plan else { return Ok(ReadResult::default()) };
+            if let Some((f, p)) = resume.take() {
+                if Rc::ptr_eq(&f, &file) {
+                    pos = pos.max(p);
+                }
+            }
             if pos >= valid_end {
-                // Past this segment's data: continue in the next segment, if any.
+                // Past this segment's data: continue in the next segment, if
+                // any (Kafka serves the first batch at or after the offset,
+                // across a gap that compaction left).
                 let next = {
                     let s = this.borrow();
                     s.segments.range(offset + 1..).next().map(|(b, _)| *b)
@@ -737,6 +746,13 @@ impl<S: SegmentStorage + Clone> PartitionLog<S> {
             let (span, span_end) = match pick_batches(&data, offset, hw, max_bytes) {
                 Picked::Span(a, b) => (data.slice(a..b), start + b as u64),
                 Picked::Nothing => return Ok(ReadResult::default()),
+                Picked::Below(consumed) => {
+                    // Read on from where the batches ended; with nothing
+                    // readable left there, the loop moves to the next segment.
+                    let end = if consumed == 0 { valid_end } else { start + consumed as u64 };
+                    resume = Some((file.clone(), end.max(pos + 1)));
+                    continue;
+                }
                 Picked::NeedMore(total) => {
                     // A single batch bigger than the read: fetch it whole.
                     let data = read_at(&*file, start, total).await?;
@@ -1010,12 +1026,19 @@ enum Picked {
     Span(usize, usize),
     /// The first wanted batch does not fit in the bytes read: read this many.
     NeedMore(usize),
+    /// Every whole batch in the first `n` bytes ends below `offset` (and
+    /// below the high watermark): what is wanted comes later — further in
+    /// the segment, or after a gap (compaction removes the records at a
+    /// segment's end) in the next one.
+    Below(usize),
+    /// The batches reach the high watermark: nothing to return yet.
     Nothing,
 }
 
 fn pick_batches(data: &[u8], offset: i64, hw: i64, max_bytes: usize) -> Picked {
     let mut at = 0usize;
     let mut span: Option<(usize, usize)> = None;
+    let mut reached_hw = false;
     while at + batch::BATCH_HEADER_LEN <= data.len() {
         let Ok(h) = BatchHeader::parse(&data[at..]) else { break };
         let len = h.total_len();
@@ -1026,6 +1049,7 @@ fn pick_batches(data: &[u8], offset: i64, hw: i64, max_bytes: usize) -> Picked {
             break;
         }
         if h.last_offset() >= hw {
+            reached_hw = true;
             break;
         }
         if h.last_offset() >= offset {
@@ -1039,7 +1063,8 @@ fn pick_batches(data: &[u8], offset: i64, hw: i64, max_bytes: usize) -> Picked {
     }
     match span {
         Some((a, b)) => Picked::Span(a, b),
-        None => Picked::Nothing,
+        None if reached_hw => Picked::Nothing,
+        None => Picked::Below(at),
     }
 }
 
@@ -1202,7 +1227,8 @@ mod tests {
         // Nothing at or past the high watermark.
         assert_eq!(pick_batches(&d, 10, 14, usize::MAX), Picked::Span(0, 2 * one));
         assert_eq!(pick_batches(&d, 14, 14, usize::MAX), Picked::Nothing);
-        assert_eq!(pick_batches(&d, 16, 100, usize::MAX), Picked::Nothing);
+        // Everything read ends below the offset: read on (or in the next segment).
+        assert_eq!(pick_batches(&d, 16, 100, usize::MAX), Picked::Below(3 * one));
         // A wanted batch cut off by the read: read it whole.
         assert_eq!(pick_batches(&d[..one + 70], 12, 100, usize::MAX), Picked::NeedMore(2 * one));
         // Cut off after some whole batches: those are enough.
