@@ -46,8 +46,14 @@ MAKE_JOBS="${MAKE_JOBS:-2}"
 OUT="${OUT:-$(mktemp -d /tmp/librdkafka-suite.XXXXXX)}"
 mkdir -p "$OUT"
 # Tests whose cases need a broker WITHOUT auto topic creation (librdkafka's
-# tests/scenarios/noautocreate.json; the ".scenario" of their test.c entry).
-NOAUTOCREATE_TESTS="0045 0107 0111"
+# tests/scenarios/noautocreate.json; the ".scenario" of their test.c entry):
+# 0045 (two of its entries), 0107, 0111. None is run at present: 0107 and 0111
+# need replication factor 3 (exclusions.txt), and 0045's
+# subscribe_update_topic_remove deletes subscribed topics and then hangs in
+# rd_kafka_destroy (librdkafka 2.0.2 refcount bug, see subtests.txt 0113);
+# the runner cannot pick one test entry of a number. Kept for a newer
+# librdkafka: list the numbers here again.
+NOAUTOCREATE_TESTS="${NOAUTOCREATE_TESTS:-}"
 
 t0=$(date +%s)
 say() { echo "[librdkafka-suite +$(( $(date +%s) - t0 ))s] $*"; }
@@ -194,10 +200,11 @@ run_one() { # $1: test number, $2: scenario, $3: SUBTESTS substring or ""
   local ver=3.9.0
   [ "$t" = 0109 ] && ver=2.0.0
   (cd "$SRC/tests" && if [ -n "$sub" ]; then export SUBTESTS="$sub"; fi &&
-     TEST_KAFKA_VERSION=$ver exec timeout -k 10 "$PER_TEST_TIMEOUT" \
+     TEST_KAFKA_VERSION=$ver timeout -k 10 "$PER_TEST_TIMEOUT" \
      ./test-runner -p1 -L -s "$scen" "$t") >"$log" 2>&1 || rc=$?
   dur=$(( $(date +%s) - s ))
-  # The summary table has one "| NNNN_name | STATE |" row per test entry.
+  # The summary table has one "| NNNN_name   |  STATE |" row per test entry
+  # (with colour codes around it).
   if ! kill -0 "$BROKER_PID" 2>/dev/null; then
     verdict="FAIL(broker died)"
   elif [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
@@ -206,12 +213,12 @@ run_one() { # $1: test number, $2: scenario, $3: SUBTESTS substring or ""
     verdict="FAIL(rc=$rc)"
   elif [ -n "$sub" ] && ! grep -aF "$sub" "$log" | grep -qF ': PASS ('; then
     verdict="FAIL(no sub-test matching '$sub' passed)"
-  elif grep -aqE "\| ${t}_[a-z0-9_]+ +\| .*PASSED" "$log"; then
+  elif grep -aqE " ${t}_[a-z0-9_]+ +\| +PASSED " "$log"; then
     verdict="PASS"
   else
     verdict="FAIL(nothing ran: skipped at run time)"
   fi
-  printf '%s\t%s\t%s\t%ss\n' "$label" "$scen" "$verdict" "$dur" | tee -a "$RESULTS"
+  printf '%s\t%s\t%s\t%ss\n' "$label" "$scen" "$verdict" "$dur" | tee -a "$RESULTS" || true
   if [ "$verdict" != PASS ]; then
     nfail=$((nfail + 1))
     grep -a "FAIL\|SKIP" "$log" | grep -v "PASSED" | tail -5 | sed 's/^/    /' || true

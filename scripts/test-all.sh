@@ -56,9 +56,20 @@ status_oracle=0
 stamp "differential check against Apache Kafka: tests/oracle/run"
 timeout -k 30 900 tests/oracle/run || status_oracle=$?
 
-stamp "summary: cargo test exit=$status_unit, e2e pytest exit=$status_e2e, java exit=$status_java, go exit=$status_go, oracle exit=$status_oracle"
+# Third-party clients' own test suites against the real broker: librdkafka's
+# (the CI subset of tests/librdkafka/ci-tests.txt; the full run list is
+# `scripts/librdkafka-suite.sh` with no arguments, about 30 minutes) and
+# rskafka's integration tests.
+status_third=0
+stamp "librdkafka's own test suite, CI subset: scripts/librdkafka-suite.sh \$(tests/librdkafka/ci-tests.txt)"
+# shellcheck disable=SC2046
+timeout -k 30 1500 ./scripts/librdkafka-suite.sh $(grep -v '^#' tests/librdkafka/ci-tests.txt) || status_third=$?
+stamp "rskafka's integration tests: scripts/rskafka-suite.sh"
+timeout -k 30 1800 ./scripts/rskafka-suite.sh || status_third=$?
+
+stamp "summary: cargo test exit=$status_unit, e2e pytest exit=$status_e2e, java exit=$status_java, go exit=$status_go, oracle exit=$status_oracle, third-party suites exit=$status_third"
 if [ "$status_unit" -ne 0 ] || [ "$status_e2e" -ne 0 ] || [ "$status_java" -ne 0 ] || [ "$status_go" -ne 0 ] \
-  || [ "$status_oracle" -ne 0 ]; then
+  || [ "$status_oracle" -ne 0 ] || [ "$status_third" -ne 0 ]; then
   echo "test-all: FAILED"
   exit 1
 fi
