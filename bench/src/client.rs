@@ -251,7 +251,7 @@ impl Conn {
     /// Find `topic`, creating it with `partitions` partitions if missing, and
     /// wait until every partition has a leader.
     pub fn ensure_topic(&mut self, topic: &str, partitions: Option<i32>) -> Result<TopicInfo> {
-        let deadline = Instant::now() + Duration::from_secs(15);
+        let deadline = Instant::now() + READY_TIMEOUT;
         let mut created = false;
         loop {
             let (err, resp) = self.metadata(topic)?;
@@ -290,7 +290,7 @@ impl Conn {
                 }
             }
             if Instant::now() > deadline {
-                bail!("topic {topic} not ready: metadata error {err}");
+                bail!("topic {topic} not ready: metadata error {err} ({})", error_name(err));
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -320,7 +320,41 @@ impl Conn {
     }
 
     /// ListOffsets for `partitions` at `timestamp` (-1 latest, -2 earliest).
+    /// Retriable partition errors (see [`retriable`]) are retried every
+    /// 100 ms until `deadline`, as Kafka clients do: a partition of a topic
+    /// just created may answer NOT_LEADER_OR_FOLLOWER for a while after
+    /// Metadata shows its leader (Kafka applies the metadata asynchronously).
+    pub fn list_offsets_until(
+        &mut self,
+        topic: &str,
+        partitions: &[i32],
+        timestamp: i64,
+        deadline: Instant,
+    ) -> Result<HashMap<i32, i64>> {
+        loop {
+            match self.list_offsets_once(topic, partitions, timestamp)? {
+                Ok(out) => return Ok(out),
+                Err((_, code)) if retriable(code) && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err((p, code)) => bail!("ListOffsets {topic}/{p}: error {code} ({})", error_name(code)),
+            }
+        }
+    }
+
+    /// ListOffsets with the default deadline ([`READY_TIMEOUT`] from now).
     pub fn list_offsets(&mut self, topic: &str, partitions: &[i32], timestamp: i64) -> Result<HashMap<i32, i64>> {
+        self.list_offsets_until(topic, partitions, timestamp, Instant::now() + READY_TIMEOUT)
+    }
+
+    /// One ListOffsets round trip; `Ok(Err((partition, code)))` for the
+    /// first partition that answered with an error.
+    fn list_offsets_once(
+        &mut self,
+        topic: &str,
+        partitions: &[i32],
+        timestamp: i64,
+    ) -> Result<std::result::Result<HashMap<i32, i64>, (i32, i16)>> {
         let v = self.versions.pick::<ListOffsetsRequest>(i16::MAX)?;
         let req =
             ListOffsetsRequest::default().with_replica_id((-1).into()).with_topics(vec![ListOffsetsTopic::default()
@@ -341,7 +375,7 @@ impl Conn {
         for t in &resp.topics {
             for p in &t.partitions {
                 if p.error_code != 0 {
-                    bail!("ListOffsets {topic}/{}: error {}", p.partition_index, p.error_code);
+                    return Ok(Err((p.partition_index, p.error_code)));
                 }
                 out.insert(p.partition_index, p.offset);
             }
@@ -351,8 +385,50 @@ impl Conn {
                 bail!("ListOffsets: no answer for partition {p}");
             }
         }
-        Ok(out)
+        Ok(Ok(out))
     }
+}
+
+/// How long setup waits for a topic's partitions to become usable.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Partition errors a Kafka client retries (after a metadata refresh):
+/// UNKNOWN_TOPIC_OR_PARTITION (3), LEADER_NOT_AVAILABLE (5),
+/// NOT_LEADER_OR_FOLLOWER (6). Kafka answers them for a short while after
+/// a topic is created, and when leadership moves.
+pub fn retriable(code: i16) -> bool {
+    matches!(code, 3 | 5 | 6)
+}
+
+/// Names of the error codes the load generator meets most.
+pub fn error_name(code: i16) -> &'static str {
+    match code {
+        0 => "NONE",
+        1 => "OFFSET_OUT_OF_RANGE",
+        2 => "CORRUPT_MESSAGE",
+        3 => "UNKNOWN_TOPIC_OR_PARTITION",
+        5 => "LEADER_NOT_AVAILABLE",
+        6 => "NOT_LEADER_OR_FOLLOWER",
+        7 => "REQUEST_TIMED_OUT",
+        10 => "MESSAGE_TOO_LARGE",
+        19 => "NOT_ENOUGH_REPLICAS",
+        20 => "NOT_ENOUGH_REPLICAS_AFTER_APPEND",
+        56 => "KAFKA_STORAGE_ERROR",
+        87 => "INVALID_RECORD",
+        _ => "?",
+    }
+}
+
+/// Wait until every partition of `info` answers ListOffsets on its leader
+/// (retrying 3, 5 and 6 until `deadline`). Metadata showing a leader is not
+/// enough on Kafka: the leader may still refuse the partition for a moment.
+pub fn wait_partitions_ready(topic: &str, info: &TopicInfo, deadline: Instant) -> Result<()> {
+    for (addr, parts) in info.by_leader()? {
+        let mut c = Conn::connect(&addr)?;
+        c.list_offsets_until(topic, &parts, -1, deadline)
+            .with_context(|| format!("topic {topic} not ready on {addr}"))?;
+    }
+    Ok(())
 }
 
 pub fn topic_name_of(t: &str) -> TopicName {
@@ -363,5 +439,21 @@ impl Conn {
     /// The buffered read half (the write half stays available via `stream`).
     pub fn into_reader(self) -> BufReader<TcpStream> {
         self.reader
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retriable_codes_are_the_leader_and_topic_ones() {
+        for c in [3, 5, 6] {
+            assert!(retriable(c), "{c}");
+        }
+        for c in [0, 1, 2, 7, 10, 19, 87] {
+            assert!(!retriable(c), "{c}");
+        }
+        assert_eq!(error_name(6), "NOT_LEADER_OR_FOLLOWER");
     }
 }

@@ -28,7 +28,7 @@ use consumer::{ConsumerCfg, LatencyKind};
 use encode::Codec;
 use keys::{key_bytes, zipf_weight, KeySampler, Rng};
 use producer::{ProducerCfg, Shared};
-use stats::{process_cpu_seconds, Clock, Counts, CpuBook, Stats};
+use stats::{proc_cpu, process_cpu_seconds, Clock, Counts, CpuBook, ProcCpu, Stats};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -141,6 +141,10 @@ pub struct Args {
     /// e2e: how long to wait for consumers to catch up after producers stop.
     #[arg(long, default_value_t = 10.0)]
     pub drain_secs: f64,
+    /// The broker's process id (on this machine): report its CPU time
+    /// (utime + stime of all its threads, /proc/PID/stat) over the measured window.
+    #[arg(long)]
+    pub broker_pid: Option<u32>,
 }
 
 impl Args {
@@ -216,7 +220,23 @@ fn run(args: &Args) -> Result<Value> {
     let mut boot = Conn::connect(&args.bootstrap)?;
     let chosen = Chosen::from(&boot.versions)?;
     let info = boot.ensure_topic(&args.topic, args.partitions)?;
+    // Metadata may show leaders before they accept the partitions (Kafka).
+    client::wait_partitions_ready(&args.topic, &info, Instant::now() + client::READY_TIMEOUT)?;
     let leaders = info.by_leader()?;
+    // The broker's CPU so far (None without --broker-pid, or once it is gone).
+    let broker_cpu = || -> Option<ProcCpu> {
+        let pid = args.broker_pid?;
+        match proc_cpu(pid) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                eprintln!("warning: --broker-pid {pid}: {e}");
+                None
+            }
+        }
+    };
+    if let Some(pid) = args.broker_pid {
+        proc_cpu(pid).with_context(|| format!("--broker-pid {pid}"))?;
+    }
     let total_parts = info.partitions.len() as u32;
     eprintln!(
         "topic {}: {} partition(s) on {} leader(s); Produce v{}, Fetch v{}, Metadata v{}, ListOffsets v{}",
@@ -246,7 +266,7 @@ fn run(args: &Args) -> Result<Value> {
     let mut cons_handles: Vec<JoinHandle<()>> = Vec::new();
     let mut prod_handles: Vec<JoinHandle<()>> = Vec::new();
 
-    let early = (Instant::now(), process_cpu_seconds());
+    let early = (Instant::now(), process_cpu_seconds(), broker_cpu());
     // Consumers first: in e2e mode they must know the latest offsets before anything is produced.
     if has_cons {
         let all: Vec<i32> = info.partitions.iter().map(|p| p.partition).collect();
@@ -288,7 +308,8 @@ fn run(args: &Args) -> Result<Value> {
     }
 
     // The run (and, without warmup, the measured window) starts when producers start.
-    let (start, cpu_start) = if has_prod { (Instant::now(), process_cpu_seconds()) } else { early };
+    let (start, cpu_start, broker_start) =
+        if has_prod { (Instant::now(), process_cpu_seconds(), broker_cpu()) } else { early };
     if has_prod {
         let keyed = args.key != KeyDist::None;
         let nkeys = if keyed { args.keys } else { 0 };
@@ -371,19 +392,59 @@ fn run(args: &Args) -> Result<Value> {
     let warmup = Duration::from_secs_f64(args.warmup.max(0.0));
     let duration =
         args.duration.or(if args.records.is_some() { None } else { Some(10.0) }).map(Duration::from_secs_f64);
-    let mut measure: Option<(Instant, Counts, Counts, f64)> =
-        if warmup.is_zero() { Some((start, Counts::default(), Counts::default(), cpu_start)) } else { None };
+    let mut measure: Option<(Instant, Counts, Counts, f64, Option<ProcCpu>)> = if warmup.is_zero() {
+        Some((start, Counts::default(), Counts::default(), cpu_start, broker_start))
+    } else {
+        None
+    };
     let mut prod_end: Option<(Instant, Counts)> = None;
     let mut cons_end: Option<(Instant, Counts)> = None;
+    // The broker's CPU when the later of the two streams ended.
+    let mut broker_end: Option<ProcCpu> = None;
     let mut next_print = start + Duration::from_secs(1);
     let mut last = (Counts::default(), Counts::default(), start);
+    let mut timeline: Vec<Value> = Vec::new();
+    let cons_name = if args.mode == Mode::E2e { "e2e" } else { "consume" };
+    // One timeline entry (and progress line) for the interval since `last`.
+    let mut tick = |now: Instant, last: &mut (Counts, Counts, Instant), partial: bool| {
+        let (p, c) = (pstats.counts(), cstats.counts());
+        let dt = (now - last.2).as_secs_f64();
+        let warm = now < start + warmup;
+        let mut line = format!("[{:>6.1}s]{}", (now - start).as_secs_f64(), if warm { " warmup" } else { "" });
+        let mut sample = json!({"t": (now - start).as_secs_f64(), "secs": dt, "warmup": warm});
+        if partial {
+            sample["partial"] = json!(true);
+        }
+        let mut part = |name: &str, s: &Stats, cur: Counts, prev: Counts| {
+            let iv = report::interval_json(&cur, &prev, dt, &s.take_interval());
+            line.push_str(&format!(
+                " {name} {:>10.0} rec/s {:>8.2} MB/s p99 {:>8.3} ms |",
+                iv["records_per_sec"].as_f64().unwrap_or(0.0),
+                iv["mb_per_sec"].as_f64().unwrap_or(0.0),
+                iv["p99_ms"].as_f64().unwrap_or(0.0),
+            ));
+            sample[name] = iv;
+        };
+        if has_prod {
+            part("produce", &pstats, p, last.0);
+        }
+        if has_cons {
+            part(cons_name, &cstats, c, last.1);
+        }
+        line.push_str(&format!(" errors {}", p.errors + c.errors));
+        if !partial {
+            eprintln!("{line}");
+        }
+        timeline.push(sample);
+        *last = (p, c, now);
+    };
     loop {
         std::thread::sleep(Duration::from_millis(20));
         let now = Instant::now();
         if measure.is_none() && now >= start + warmup {
             pstats.reset_totals();
             cstats.reset_totals();
-            measure = Some((now, pstats.counts(), cstats.counts(), process_cpu_seconds()));
+            measure = Some((now, pstats.counts(), cstats.counts(), process_cpu_seconds(), broker_cpu()));
             if !warmup.is_zero() {
                 eprintln!("warmup done, measuring");
             }
@@ -393,8 +454,10 @@ fn run(args: &Args) -> Result<Value> {
             if deadline.is_some_and(|d| now >= d) {
                 sh.stop.store(true, Ordering::Relaxed);
                 prod_end = Some((now, pstats.counts()));
+                broker_end = broker_cpu();
             } else if all_finished(&prod_handles) {
                 prod_end = Some((now, pstats.counts()));
+                broker_end = broker_cpu();
             }
         }
         if has_cons && cons_end.is_none() {
@@ -412,31 +475,11 @@ fn run(args: &Args) -> Result<Value> {
             if finish {
                 sh.stop_consumers.store(true, Ordering::Relaxed);
                 cons_end = Some((now, cstats.counts()));
+                broker_end = broker_cpu();
             }
         }
         if now >= next_print {
-            let (p, c) = (pstats.counts(), cstats.counts());
-            let dt = (now - last.2).as_secs_f64();
-            let mut line =
-                format!("[{:>6.1}s]{}", (now - start).as_secs_f64(), if now < start + warmup { " warmup" } else { "" });
-            let mut part = |name: &str, s: &Stats, cur: Counts, prev: Counts| {
-                let h = s.take_interval();
-                line.push_str(&format!(
-                    " {name} {:>10.0} rec/s {:>8.2} MB/s p99 {:>8.3} ms |",
-                    (cur.records - prev.records) as f64 / dt,
-                    (cur.bytes - prev.bytes) as f64 / dt / 1e6,
-                    if h.is_empty() { 0.0 } else { h.value_at_quantile(0.99) as f64 / 1000.0 }
-                ));
-            };
-            if has_prod {
-                part("produce", &pstats, p, last.0);
-            }
-            if has_cons {
-                part(if args.mode == Mode::E2e { "e2e" } else { "consume" }, &cstats, c, last.1);
-            }
-            line.push_str(&format!(" errors {}", p.errors + c.errors));
-            eprintln!("{line}");
-            last = (p, c, now);
+            tick(now, &mut last, false);
             next_print += Duration::from_secs(1);
         }
         if (!has_prod || prod_end.is_some()) && (!has_cons || cons_end.is_some()) {
@@ -444,10 +487,16 @@ fn run(args: &Args) -> Result<Value> {
         }
     }
     let end_cpu = process_cpu_seconds();
+    // The rest of the last second, if it is more than a sliver.
+    let now = Instant::now();
+    if (now - last.2).as_secs_f64() >= 0.1 {
+        tick(now, &mut last, true);
+    }
     for h in prod_handles.into_iter().chain(cons_handles) {
         let _ = h.join();
     }
-    let (m_start, p_base, c_base, m_cpu) = measure.unwrap_or((start, Counts::default(), Counts::default(), cpu_start));
+    let (m_start, p_base, c_base, m_cpu, m_broker) =
+        measure.unwrap_or((start, Counts::default(), Counts::default(), cpu_start, broker_start));
     let mut streams = serde_json::Map::new();
     let mut secs_primary = 0.0;
     let mut all_errors: BTreeMap<String, u64> = BTreeMap::new();
@@ -460,7 +509,8 @@ fn run(args: &Args) -> Result<Value> {
         c.errors = pstats.counts().errors;
         produced_records = c.records;
         let kind = if args.acks() == 0 { "none (acks=0)" } else { "produce" };
-        streams.insert("produce".into(), report::stream_json(kind, &c, secs, &pstats.total(), &pstats.error_kinds()));
+        let s = report::stream_json(kind, &c, secs, &pstats.total(), &pstats.error_kinds(), &pstats.retry_kinds());
+        streams.insert("produce".into(), s);
         total_errors += c.errors;
         secs_primary = secs;
         window_end = window_end.max(t);
@@ -473,7 +523,8 @@ fn run(args: &Args) -> Result<Value> {
         let mut c = c - c_base;
         c.errors = cstats.counts().errors;
         let kind = if args.mode == Mode::E2e { "e2e" } else { "fetch" };
-        streams.insert("consume".into(), report::stream_json(kind, &c, secs, &cstats.total(), &cstats.error_kinds()));
+        let s = report::stream_json(kind, &c, secs, &cstats.total(), &cstats.error_kinds(), &cstats.retry_kinds());
+        streams.insert("consume".into(), s);
         total_errors += c.errors;
         if args.mode == Mode::E2e && c.records < produced_records {
             // Records acknowledged but never seen by a consumer are errors too.
@@ -492,6 +543,10 @@ fn run(args: &Args) -> Result<Value> {
     }
     let primary_name = if args.mode == Mode::Produce { "produce" } else { "consume" };
     let primary = streams[primary_name].clone();
+    // CPU per 10^9 bytes of record values: produced ones (produce, e2e) or consumed ones.
+    let cpu_stream = if args.mode == Mode::Consume { "consume" } else { "produce" };
+    let gb = streams.get(cpu_stream).and_then(|s| s["bytes"].as_u64()).unwrap_or(0) as f64 / 1e9;
+    let per_gb = |secs: f64| if gb > 0.0 { json!(secs / gb) } else { Value::Null };
     let cpu_window = end_cpu - m_cpu;
     let wall = (window_end - m_start).as_secs_f64().max(1e-9);
     let encode_secs = sh.cpu.encode_ns.load(Ordering::Relaxed) as f64 / 1e9;
@@ -513,12 +568,26 @@ fn run(args: &Args) -> Result<Value> {
         "client_cpu_cores": cpu_window / wall,
         "client_cpu_seconds_total": end_cpu,
         "client_cpu_by_role": sh.cpu.snapshot(),
+        "client_cpu_seconds_per_gb": per_gb(cpu_window),
+        "cpu_per_gb_of": cpu_stream,
         "params": effective_params(args, duration.map(|d| d.as_secs_f64()))?,
         "machine": report::machine(),
         "topic_partitions": total_parts,
         "leaders": leaders.keys().collect::<Vec<_>>(),
         "api_versions": chosen,
     });
+    report["timeline"] = Value::Array(timeline);
+    if let Some(pid) = args.broker_pid {
+        report["broker_pid"] = json!(pid);
+        if let (Some(a), Some(b)) = (m_broker, broker_end) {
+            let d = b.since(&a);
+            report["broker_cpu_seconds"] = json!(d.total());
+            report["broker_cpu_user_seconds"] = json!(d.user_secs);
+            report["broker_cpu_system_seconds"] = json!(d.system_secs);
+            report["broker_cpu_cores"] = json!(d.total() / wall);
+            report["broker_cpu_seconds_per_gb"] = per_gb(d.total());
+        }
+    }
     if has_prod {
         report["encode_secs"] = json!(encode_secs);
         report["records_generated"] = json!(generated);
@@ -591,8 +660,8 @@ mod tests {
         // Build a report the way `run` does, from synthetic stream figures.
         let mut h = stats::new_hist();
         h.record(1500).unwrap();
-        let c = Counts { records: 1000, bytes: 100_000, wire_bytes: 110_000, requests: 10, errors: 0 };
-        let s = report::stream_json("produce", &c, 2.0, &h, &BTreeMap::new());
+        let c = Counts { records: 1000, bytes: 100_000, wire_bytes: 110_000, requests: 10, errors: 0, retries: 0 };
+        let s = report::stream_json("produce", &c, 2.0, &h, &BTreeMap::new(), &BTreeMap::new());
         let args = Args::parse_from(["ringbroker-bench", "produce", "--topic", "t", "--acks", "1"]);
         let r = json!({
             "mode": args.mode,
@@ -610,9 +679,10 @@ mod tests {
         for k in report::REQUIRED_KEYS {
             assert!(!r[k].is_null(), "missing {k}");
         }
-        for k in ["p50", "p90", "p99", "p999", "max"] {
+        for k in ["p50", "p90", "p95", "p99", "p999", "p9999", "max"] {
             assert!(r["latency_ms"][k].is_number(), "latency_ms.{k}");
         }
+        assert_eq!(r["streams"]["produce"]["latency_percentiles"].as_array().unwrap().len(), 19);
         assert_eq!(r["records_per_sec"].as_f64(), Some(500.0));
         assert_eq!(r["mode"], "produce");
         assert_eq!(r["params"]["acks"], "1");
@@ -662,9 +732,11 @@ mod tests {
             "--pin",
             "--json",
             "/tmp/x.json",
+            "--broker-pid",
+            "4242",
         ]);
         a.validate().unwrap();
-        assert_eq!((a.acks(), a.record_size_max(), a.mode), (-1, 200, Mode::E2e));
+        assert_eq!((a.acks(), a.record_size_max(), a.mode, a.broker_pid), (-1, 200, Mode::E2e, Some(4242)));
         assert!(Args::try_parse_from(["b", "produce", "--batch-records", "1", "--batch-bytes", "2"]).is_err());
         let bad = Args::parse_from(["b", "produce", "--record-size", "10", "--record-size-max", "5"]);
         assert!(bad.validate().is_err());

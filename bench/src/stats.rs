@@ -35,8 +35,11 @@ pub struct Stats {
     pub wire_bytes: AtomicU64,
     pub requests: AtomicU64,
     pub errors: AtomicU64,
+    /// Batches sent again after a retriable error (produce).
+    pub retries: AtomicU64,
     hists: Mutex<Vec<Arc<Mutex<HistPair>>>>,
     error_kinds: Mutex<BTreeMap<String, u64>>,
+    retry_kinds: Mutex<BTreeMap<String, u64>>,
 }
 
 /// Snapshot of the counters.
@@ -47,6 +50,7 @@ pub struct Counts {
     pub wire_bytes: u64,
     pub requests: u64,
     pub errors: u64,
+    pub retries: u64,
 }
 
 impl std::ops::Sub for Counts {
@@ -58,6 +62,7 @@ impl std::ops::Sub for Counts {
             wire_bytes: self.wire_bytes - o.wire_bytes,
             requests: self.requests - o.requests,
             errors: self.errors - o.errors,
+            retries: self.retries - o.retries,
         }
     }
 }
@@ -71,8 +76,10 @@ impl Stats {
             wire_bytes: AtomicU64::new(0),
             requests: AtomicU64::new(0),
             errors: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
             hists: Mutex::new(Vec::new()),
             error_kinds: Mutex::new(BTreeMap::new()),
+            retry_kinds: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -109,6 +116,23 @@ impl Stats {
         self.error_kinds.lock().unwrap().clone()
     }
 
+    /// Count a batch that will be sent again (retriable error); the first
+    /// of each kind is printed.
+    pub fn retry(&self, kind: impl Into<String>) {
+        let kind = kind.into();
+        self.retries.fetch_add(1, Ordering::Relaxed);
+        let mut m = self.retry_kinds.lock().unwrap();
+        let e = m.entry(kind.clone()).or_insert(0);
+        if *e == 0 {
+            eprintln!("retrying ({}): {kind}", self.name);
+        }
+        *e += 1;
+    }
+
+    pub fn retry_kinds(&self) -> BTreeMap<String, u64> {
+        self.retry_kinds.lock().unwrap().clone()
+    }
+
     pub fn counts(&self) -> Counts {
         Counts {
             records: self.records.load(Ordering::Relaxed),
@@ -116,6 +140,7 @@ impl Stats {
             wire_bytes: self.wire_bytes.load(Ordering::Relaxed),
             requests: self.requests.load(Ordering::Relaxed),
             errors: self.errors.load(Ordering::Relaxed),
+            retries: self.retries.load(Ordering::Relaxed),
         }
     }
 
@@ -179,6 +204,46 @@ pub fn thread_cpu_seconds() -> f64 {
     cpu_seconds(libc::RUSAGE_THREAD)
 }
 
+/// Another process's CPU time (all its threads), read from /proc/PID/stat.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ProcCpu {
+    pub user_secs: f64,
+    pub system_secs: f64,
+}
+
+impl ProcCpu {
+    pub fn total(&self) -> f64 {
+        self.user_secs + self.system_secs
+    }
+    pub fn since(&self, earlier: &ProcCpu) -> ProcCpu {
+        ProcCpu { user_secs: self.user_secs - earlier.user_secs, system_secs: self.system_secs - earlier.system_secs }
+    }
+}
+
+/// utime and stime (fields 14 and 15, clock ticks) of a /proc/PID/stat line.
+/// For a process (not a /proc/PID/task/TID entry) they cover every thread,
+/// including threads that have exited. The command name (field 2) may hold
+/// spaces and parentheses, so fields are counted after the last ')'.
+pub fn parse_proc_stat(text: &str) -> Option<(u64, u64)> {
+    let rest = &text[text.rfind(')')? + 1..];
+    let mut f = rest.split_ascii_whitespace();
+    // After the name: state (3), ppid (4) ... utime (14), stime (15).
+    let utime = f.nth(11)?.parse().ok()?;
+    let stime = f.next()?.parse().ok()?;
+    Some((utime, stime))
+}
+
+/// CPU time of process `pid` so far.
+pub fn proc_cpu(pid: u32) -> std::io::Result<ProcCpu> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let (u, s) = parse_proc_stat(&text).ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidData, format!("cannot parse /proc/{pid}/stat"))
+    })?;
+    // SAFETY: sysconf has no preconditions.
+    let tck = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    Ok(ProcCpu { user_secs: u as f64 / tck, system_secs: s as f64 / tck })
+}
+
 /// CPU seconds per thread role, summed when threads finish.
 #[derive(Default)]
 pub struct CpuBook {
@@ -215,5 +280,28 @@ impl Clock {
     #[inline]
     pub fn unix_us(&self, at: Instant) -> i64 {
         self.unix0_us + at.saturating_duration_since(self.t0).as_micros() as i64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proc_stat_fields_after_the_command_name() {
+        // A real line (kernel 6.x), the name with a space and a ')'.
+        let line = "4242 (ring broker) x) S 1 4242 4242 0 -1 4194560 31245 0 12 0 1234 567 0 0 20 0 9 0 \
+                    8829 1234567890 10000 18446744073709551615 1 1 0 0 0 0 0 4096 17990 0 0 0 17 1 0 0 0 0 0";
+        assert_eq!(parse_proc_stat(line), Some((1234, 567)));
+        assert_eq!(parse_proc_stat("1 (x) S 1 2"), None);
+        assert_eq!(parse_proc_stat("no parenthesis"), None);
+    }
+
+    #[test]
+    fn own_process_cpu_is_readable() {
+        let me = proc_cpu(std::process::id()).unwrap();
+        assert!(me.user_secs >= 0.0 && me.system_secs >= 0.0);
+        let d = me.since(&ProcCpu { user_secs: 0.0, system_secs: 0.0 });
+        assert!((d.total() - me.total()).abs() < 1e-9);
     }
 }
