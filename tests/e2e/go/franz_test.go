@@ -720,10 +720,28 @@ func TestFranzAdmin(t *testing.T) {
 	})
 
 	t.Run("configs", func(t *testing.T) {
-		rc, err := adm.DescribeTopicConfigs(ctx, topic)
-		if err != nil {
-			t.Fatal(err)
+		// describe returns the topic's configs.
+		describe := func() kadm.ResourceConfigs {
+			t.Helper()
+			rc, err := adm.DescribeTopicConfigs(ctx, topic)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return rc
 		}
+		// altered fails the test unless the alter call and each of its results succeeded.
+		altered := func(what string, ar kadm.AlterConfigsResponses, err error) {
+			t.Helper()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range ar {
+				if r.Err != nil {
+					t.Fatalf("%s: %v %s", what, r.Err, r.ErrMessage)
+				}
+			}
+		}
+		rc := describe()
 		get := func(rc kadm.ResourceConfigs, key string) (kadm.Config, bool) {
 			r, err := rc.On(topic, nil)
 			if err != nil || r.Err != nil {
@@ -750,18 +768,8 @@ func TestFranzAdmin(t *testing.T) {
 			{Op: kadm.SetConfig, Name: "retention.bytes", Value: kadm.StringPtr("1048576")},
 			{Op: kadm.DeleteConfig, Name: "retention.ms"},
 		}, topic)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, r := range ar {
-			if r.Err != nil {
-				t.Fatalf("incremental alter: %v %s", r.Err, r.ErrMessage)
-			}
-		}
-		rc, err = adm.DescribeTopicConfigs(ctx, topic)
-		if err != nil {
-			t.Fatal(err)
-		}
+		altered("incremental alter", ar, err)
+		rc = describe()
 		if c, _ := get(rc, "retention.bytes"); c.MaybeValue() != "1048576" || c.Source != kmsg.ConfigSourceDynamicTopicConfig {
 			t.Fatalf("after incremental set: retention.bytes %+v", c)
 		}
@@ -770,18 +778,8 @@ func TestFranzAdmin(t *testing.T) {
 		}
 		// Incremental append to a list config.
 		ar, err = adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{{Op: kadm.AppendConfig, Name: "cleanup.policy", Value: kadm.StringPtr("compact")}}, topic)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, r := range ar {
-			if r.Err != nil {
-				t.Fatalf("incremental append: %v %s", r.Err, r.ErrMessage)
-			}
-		}
-		rc, err = adm.DescribeTopicConfigs(ctx, topic)
-		if err != nil {
-			t.Fatal(err)
-		}
+		altered("incremental append", ar, err)
+		rc = describe()
 		if c, _ := get(rc, "cleanup.policy"); c.MaybeValue() != "delete,compact" {
 			t.Fatalf("after append: cleanup.policy %q", c.MaybeValue())
 		}
@@ -793,18 +791,8 @@ func TestFranzAdmin(t *testing.T) {
 
 		// Non-incremental AlterConfigs replaces the whole set.
 		ar, err = adm.AlterTopicConfigsState(ctx, []kadm.AlterConfig{{Name: "segment.bytes", Value: kadm.StringPtr("2097152")}}, topic)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, r := range ar {
-			if r.Err != nil {
-				t.Fatalf("AlterConfigs: %v %s", r.Err, r.ErrMessage)
-			}
-		}
-		rc, err = adm.DescribeTopicConfigs(ctx, topic)
-		if err != nil {
-			t.Fatal(err)
-		}
+		altered("AlterConfigs", ar, err)
+		rc = describe()
 		if c, _ := get(rc, "segment.bytes"); c.MaybeValue() != "2097152" || c.Source != kmsg.ConfigSourceDynamicTopicConfig {
 			t.Fatalf("after AlterConfigs: segment.bytes %+v", c)
 		}

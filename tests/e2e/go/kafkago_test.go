@@ -63,6 +63,23 @@ func kafkagoReadPartition(t testing.TB, b *Broker, topic string, p int, offset i
 	return out
 }
 
+// kafkagoReadBatch reads one batch (up to 1 MiB, 10 s deadline) from the
+// connection's current offset and returns each message as show formats it.
+func kafkagoReadBatch(conn *kafka.Conn, show func(kafka.Message) string) []string {
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	batch := conn.ReadBatch(1, 1<<20)
+	var out []string
+	for {
+		m, err := batch.ReadMessage()
+		if err != nil {
+			break
+		}
+		out = append(out, show(m))
+	}
+	_ = batch.Close()
+	return out
+}
+
 // kafka-go's kafka.Hash balancer is FNV-1a, not Kafka's murmur2: only
 // Murmur2Balancer puts keys where the Java client / librdkafka would.
 func TestKafkaGoWriterMurmur2(t *testing.T) {
@@ -236,17 +253,7 @@ func TestKafkaGoReaderPartitionOffsets(t *testing.T) {
 	if _, err := conn.Seek(25, kafka.SeekAbsolute); err != nil {
 		t.Fatal(err)
 	}
-	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-	batch := conn.ReadBatch(1, 1<<20)
-	var vals []string
-	for {
-		m, err := batch.ReadMessage()
-		if err != nil {
-			break
-		}
-		vals = append(vals, string(m.Value))
-	}
-	_ = batch.Close()
+	vals := kafkagoReadBatch(conn, func(m kafka.Message) string { return string(m.Value) })
 	if len(vals) == 0 || vals[0] != "v25" {
 		t.Fatalf("ReadBatch from 25: %v", vals)
 	}
@@ -788,17 +795,7 @@ func TestKafkaGoConn(t *testing.T) {
 	if err != nil || n == 0 {
 		t.Fatalf("Conn.WriteMessages %d %v", n, err)
 	}
-	_ = leader.SetReadDeadline(time.Now().Add(10 * time.Second))
-	batch := leader.ReadBatch(1, 1<<20)
-	var got []string
-	for {
-		m, err := batch.ReadMessage()
-		if err != nil {
-			break
-		}
-		got = append(got, fmt.Sprintf("%d:%s=%s", m.Offset, m.Key, m.Value))
-	}
-	_ = batch.Close()
+	got := kafkagoReadBatch(leader, func(m kafka.Message) string { return fmt.Sprintf("%d:%s=%s", m.Offset, m.Key, m.Value) })
 	if fmt.Sprint(got) != "[0:a=one 1:b=two]" {
 		t.Fatalf("ReadBatch %v", got)
 	}

@@ -55,6 +55,52 @@ func saramaCreateTopic(t testing.TB, adm sarama.ClusterAdmin, topic string, part
 	}
 }
 
+// newSaramaSyncProducer returns a sync producer on cfg, closed when the test ends.
+func newSaramaSyncProducer(t testing.TB, b *Broker, cfg *sarama.Config) sarama.SyncProducer {
+	t.Helper()
+	prod, err := sarama.NewSyncProducer([]string{b.Addr()}, cfg)
+	if err != nil {
+		t.Fatalf("NewSyncProducer: %v", err)
+	}
+	t.Cleanup(func() { _ = prod.Close() })
+	return prod
+}
+
+// newSaramaClient returns a client on cfg, closed when the test ends.
+func newSaramaClient(t testing.TB, b *Broker, cfg *sarama.Config) sarama.Client {
+	t.Helper()
+	client, err := sarama.NewClient([]string{b.Addr()}, cfg)
+	if err != nil {
+		t.Fatalf("NewClient: %v", err)
+	}
+	t.Cleanup(func() { _ = client.Close() })
+	return client
+}
+
+// newSaramaClientProducer returns a client on cfg and a sync producer that
+// shares it, both closed when the test ends (the producer first).
+func newSaramaClientProducer(t testing.TB, b *Broker, cfg *sarama.Config) (sarama.Client, sarama.SyncProducer) {
+	t.Helper()
+	client := newSaramaClient(t, b, cfg)
+	prod, err := sarama.NewSyncProducerFromClient(client)
+	if err != nil {
+		t.Fatalf("NewSyncProducerFromClient: %v", err)
+	}
+	t.Cleanup(func() { _ = prod.Close() })
+	return client, prod
+}
+
+// saramaSendNumbered sends the values "0".."n-1" one at a time to an empty
+// one-partition topic; each must land at the offset of its number.
+func saramaSendNumbered(t testing.TB, prod sarama.SyncProducer, topic string, n int) {
+	t.Helper()
+	for i := 0; i < n; i++ {
+		if _, off, err := prod.SendMessage(&sarama.ProducerMessage{Topic: topic, Value: sarama.StringEncoder(fmt.Sprint(i))}); err != nil || off != int64(i) {
+			t.Fatalf("SendMessage %d: off %d err %v", i, off, err)
+		}
+	}
+}
+
 // saramaReadPartition reads exactly n messages of one partition from offset.
 func saramaReadPartition(t testing.TB, b *Broker, cfg *sarama.Config, topic string, p int32, offset int64, n int, d time.Duration) []*sarama.ConsumerMessage {
 	t.Helper()
@@ -100,11 +146,7 @@ func TestSaramaSyncProducer(t *testing.T) {
 	cfg := saramaConfig()
 	cfg.Producer.RequiredAcks = sarama.WaitForAll
 	cfg.Producer.Partitioner = sarama.NewManualPartitioner
-	prod, err := sarama.NewSyncProducer([]string{b.Addr()}, cfg)
-	if err != nil {
-		t.Fatalf("NewSyncProducer: %v", err)
-	}
-	defer prod.Close()
+	prod := newSaramaSyncProducer(t, b, cfg)
 
 	// One at a time.
 	for i := 0; i < 5; i++ {
@@ -242,16 +284,8 @@ func TestSaramaDefaultVersion(t *testing.T) {
 	adm := newSaramaAdmin(t, b, cfg)
 	topic := uniqueName("sarama-default")
 	saramaCreateTopic(t, adm, topic, 1, nil)
-	prod, err := sarama.NewSyncProducer([]string{b.Addr()}, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer prod.Close()
-	for i := 0; i < 10; i++ {
-		if _, off, err := prod.SendMessage(&sarama.ProducerMessage{Topic: topic, Value: sarama.StringEncoder(fmt.Sprint(i))}); err != nil || off != int64(i) {
-			t.Fatalf("SendMessage %d: off %d err %v", i, off, err)
-		}
-	}
+	prod := newSaramaSyncProducer(t, b, cfg)
+	saramaSendNumbered(t, prod, topic, 10)
 	msgs := saramaReadPartition(t, b, cfg, topic, 0, 3, 7, 20*time.Second)
 	if msgs[0].Offset != 3 || string(msgs[0].Value) != "3" {
 		t.Fatalf("first %d %q", msgs[0].Offset, msgs[0].Value)
@@ -274,16 +308,8 @@ func TestSaramaMaxVersion(t *testing.T) {
 	adm := newSaramaAdmin(t, b, cfg)
 	topic := uniqueName("sarama-max")
 	saramaCreateTopic(t, adm, topic, 1, nil)
-	prod, err := sarama.NewSyncProducer([]string{b.Addr()}, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer prod.Close()
-	for i := 0; i < 5; i++ {
-		if _, off, err := prod.SendMessage(&sarama.ProducerMessage{Topic: topic, Value: sarama.StringEncoder(fmt.Sprint(i))}); err != nil || off != int64(i) {
-			t.Fatalf("SendMessage %d: off %d err %v", i, off, err)
-		}
-	}
+	prod := newSaramaSyncProducer(t, b, cfg)
+	saramaSendNumbered(t, prod, topic, 5)
 	msgs := saramaReadPartition(t, b, cfg, topic, 0, sarama.OffsetOldest, 5, 20*time.Second)
 	if string(msgs[4].Value) != "4" {
 		t.Fatalf("last %q", msgs[4].Value)
@@ -296,16 +322,7 @@ func TestSaramaConsumerOffsets(t *testing.T) {
 	topic := uniqueName("sarama-offsets")
 	saramaCreateTopic(t, adm, topic, 1, nil)
 	cfg := saramaConfig()
-	client, err := sarama.NewClient([]string{b.Addr()}, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	prod, err := sarama.NewSyncProducerFromClient(client)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer prod.Close()
+	client, prod := newSaramaClientProducer(t, b, cfg)
 	base := time.Now().Add(-time.Hour).Truncate(time.Millisecond)
 	for i := 0; i < 20; i++ {
 		if _, _, err := prod.SendMessage(&sarama.ProducerMessage{Topic: topic, Value: sarama.StringEncoder(fmt.Sprintf("v%d", i)), Timestamp: base.Add(time.Duration(i) * time.Second)}); err != nil {
@@ -445,6 +462,13 @@ func startSaramaMember(t *testing.T, b *Broker, name, group, topic string) *sara
 	// order (as Kafka does), so each synchronous commit waits behind a long
 	// poll: keep the poll short.
 	cfg.Consumer.MaxWaitTime = 100 * time.Millisecond
+	return startSaramaMemberWith(t, b, name, group, topic, cfg)
+}
+
+// startSaramaMemberWith joins group with cfg and consumes topic until
+// stopped, recording claims, messages and errors in its handler.
+func startSaramaMemberWith(t *testing.T, b *Broker, name, group, topic string, cfg *sarama.Config) *saramaMember {
+	t.Helper()
 	g, err := sarama.NewConsumerGroup([]string{b.Addr()}, group, cfg)
 	if err != nil {
 		t.Fatalf("NewConsumerGroup: %v", err)
@@ -494,11 +518,7 @@ func TestSaramaConsumerGroup(t *testing.T) {
 	saramaCreateTopic(t, adm, topic, parts, nil)
 	cfg := saramaConfig()
 	cfg.Producer.Partitioner = sarama.NewManualPartitioner
-	prod, err := sarama.NewSyncProducer([]string{b.Addr()}, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer prod.Close()
+	prod := newSaramaSyncProducer(t, b, cfg)
 	produce := func(phase string, perPart int) {
 		var msgs []*sarama.ProducerMessage
 		for i := 0; i < perPart; i++ {
@@ -784,16 +804,7 @@ func TestSaramaClusterAdmin(t *testing.T) {
 	// Data for offsets / delete records.
 	pcfg := saramaConfig()
 	pcfg.Producer.Partitioner = sarama.NewManualPartitioner
-	client, err := sarama.NewClient([]string{b.Addr()}, pcfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	prod, err := sarama.NewSyncProducerFromClient(client)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer prod.Close()
+	client, prod := newSaramaClientProducer(t, b, pcfg)
 	for i := 0; i < 10; i++ {
 		for p := int32(0); p < 3; p++ {
 			// cleanup.policy=compact: Kafka rejects keyless records (INVALID_RECORD).
@@ -915,11 +926,7 @@ func TestSaramaCompression(t *testing.T) {
 			cfg.Producer.Compression = codec
 			cfg.Producer.Flush.Messages = 50
 			cfg.Producer.Flush.Frequency = 50 * time.Millisecond
-			prod, err := sarama.NewSyncProducer([]string{b.Addr()}, cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer prod.Close()
+			prod := newSaramaSyncProducer(t, b, cfg)
 			var msgs []*sarama.ProducerMessage
 			for i := 0; i < 100; i++ {
 				msgs = append(msgs, &sarama.ProducerMessage{Topic: topic, Key: sarama.StringEncoder(fmt.Sprint(i)), Value: sarama.StringEncoder(fmt.Sprintf("%s-%03d-yyyyyyyyyyyyyyyyyyyyyyyyyyyyyy", codec, i))})
@@ -950,11 +957,7 @@ func TestSaramaOlderProtocolVersions(t *testing.T) {
 			topic := uniqueName("sarama-v" + v.String())
 			saramaCreateTopic(t, adm, topic, 2, nil)
 			cfg.Producer.Partitioner = sarama.NewManualPartitioner
-			prod, err := sarama.NewSyncProducer([]string{b.Addr()}, cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer prod.Close()
+			prod := newSaramaSyncProducer(t, b, cfg)
 			for i := 0; i < 10; i++ {
 				if _, off, err := prod.SendMessage(&sarama.ProducerMessage{Topic: topic, Partition: int32(i % 2), Value: sarama.StringEncoder(fmt.Sprint(i))}); err != nil || off != int64(i/2) {
 					t.Fatalf("SendMessage %d: off %d err %v", i, off, err)
@@ -967,11 +970,7 @@ func TestSaramaOlderProtocolVersions(t *testing.T) {
 				}
 			}
 			// Group offsets at this version.
-			client, err := sarama.NewClient([]string{b.Addr()}, cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer client.Close()
+			client := newSaramaClient(t, b, cfg)
 			group := uniqueName("sarama-old-g")
 			om, err := sarama.NewOffsetManagerFromClient(group, client)
 			if err != nil {
@@ -1013,11 +1012,7 @@ func TestSaramaGroupStrategies(t *testing.T) {
 			saramaCreateTopic(t, adm, topic, 3, nil)
 			cfg := saramaConfig()
 			cfg.Producer.Partitioner = sarama.NewManualPartitioner
-			prod, err := sarama.NewSyncProducer([]string{b.Addr()}, cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer prod.Close()
+			prod := newSaramaSyncProducer(t, b, cfg)
 			var msgs []*sarama.ProducerMessage
 			for i := 0; i < 30; i++ {
 				msgs = append(msgs, &sarama.ProducerMessage{Topic: topic, Partition: int32(i % 3), Value: sarama.StringEncoder(fmt.Sprint(i))})
@@ -1034,25 +1029,7 @@ func TestSaramaGroupStrategies(t *testing.T) {
 				gcfg.Consumer.Group.Heartbeat.Interval = 500 * time.Millisecond
 				gcfg.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{strat}
 				gcfg.Consumer.MaxWaitTime = 100 * time.Millisecond
-				g, err := sarama.NewConsumerGroup([]string{b.Addr()}, group, gcfg)
-				if err != nil {
-					t.Fatal(err)
-				}
-				m := &saramaMember{h: &saramaHandler{name: name, topic: topic, claims: map[int32]bool{}}, g: g, done: make(chan struct{})}
-				ctx, cancel := context.WithCancel(context.Background())
-				m.cancel = cancel
-				go func() {
-					defer close(m.done)
-					for ctx.Err() == nil {
-						if err := g.Consume(ctx, []string{topic}, m.h); err != nil {
-							if ctx.Err() != nil || errors.Is(err, sarama.ErrClosedConsumerGroup) {
-								return
-							}
-							time.Sleep(200 * time.Millisecond)
-						}
-					}
-				}()
-				return m
+				return startSaramaMemberWith(t, b, name, group, topic, gcfg)
 			}
 			m1 := mk("m1")
 			defer m1.stop()

@@ -30,8 +30,8 @@ import java.util.concurrent.TimeUnit;
 import java.util.function.Supplier;
 import java.util.stream.Collectors;
 
-import org.apache.kafka.clients.admin.Admin;
 import org.apache.kafka.clients.admin.AlterConfigOp;
+import org.apache.kafka.clients.admin.AlterConfigOp.OpType;
 import org.apache.kafka.clients.admin.Config;
 import org.apache.kafka.clients.admin.ConfigEntry;
 import org.apache.kafka.clients.admin.ConsumerGroupDescription;
@@ -93,10 +93,9 @@ import org.apache.kafka.common.errors.UnknownMemberIdException;
 import org.apache.kafka.common.errors.UnknownTopicOrPartitionException;
 import org.apache.kafka.common.errors.UnsupportedVersionException;
 import org.apache.kafka.common.quota.ClientQuotaFilter;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.RegisterExtension;
 
 /**
  * The Java AdminClient against the real broker, one test per area, for every
@@ -110,41 +109,39 @@ import org.junit.jupiter.api.Test;
  * advertised and be refused with UnsupportedVersionException when not. Every
  * call has a deadline: a broker that does not answer fails the test.
  */
-class AdminClientTest {
+class AdminClientTest extends SharedBrokerTest {
     private static final long T0 = 1_700_000_000_000L;
-    private static Broker broker;
-    private static Admin admin;
-    private final List<GroupMember> started = new ArrayList<>();
+    @RegisterExtension
+    final GroupMembers startedMembers = GroupMembers.failingOnCloseTimeout();
 
     @BeforeAll
-    static void startBroker() throws Exception {
-        broker = Broker.startWith(Map.of("broker.group_initial_rebalance_delay_ms", "300"));
-        admin = ClientSupport.admin(broker);
-    }
-
-    @AfterAll
-    static void stopBroker() throws Exception {
-        if (admin != null) {
-            admin.close(Duration.ofSeconds(10));
-        }
-        if (broker != null) {
-            broker.stop();
-            broker.close();
-        }
-    }
-
-    @AfterEach
-    void closeMembers() {
-        for (GroupMember m : started) {
-            if (m.isAlive()) {
-                m.close();
-            }
-        }
+    static void beforeAll() throws Exception {
+        startBroker(SHORT_REBALANCE_DELAY);
     }
 
     private static <E extends Throwable> E expect(Class<E> type, KafkaFuture<?> f) {
         Throwable t = failure(f);
         return assertInstanceOf(type, t, "expected " + type.getSimpleName() + ", got " + t);
+    }
+
+    /** One change of an incrementalAlterConfigs call. */
+    private static AlterConfigOp op(String key, String value, OpType type) {
+        return new AlterConfigOp(new ConfigEntry(key, value), type);
+    }
+
+    /** Sends incrementalAlterConfigs of {@code ops} on one resource. */
+    private static KafkaFuture<Void> incrementalAlter(ConfigResource res, AlterConfigOp... ops) {
+        return admin.incrementalAlterConfigs(Map.of(res, List.of(ops))).all();
+    }
+
+    /** Applies {@code ops} to one resource with incrementalAlterConfigs and waits for the answer. */
+    private static void alter(ConfigResource res, AlterConfigOp... ops) {
+        get(incrementalAlter(res, ops));
+    }
+
+    /** The configs of one resource (DescribeConfigs without synonyms or documentation). */
+    private static Config describe(ConfigResource res) {
+        return get(admin.describeConfigs(List.of(res)).all()).get(res);
     }
 
     private static List<RecordMetadata> produce(String topic, int partition, int n, long tsStep) throws Exception {
@@ -195,8 +192,7 @@ class AdminClientTest {
             assertEquals(List.of(0), info.isr().stream().map(Node::id).toList());
         }
 
-        Config cfg = get(admin.describeConfigs(List.of(new ConfigResource(ConfigResource.Type.TOPIC, topic)))
-                .all()).get(new ConfigResource(ConfigResource.Type.TOPIC, topic));
+        Config cfg = describe(new ConfigResource(ConfigResource.Type.TOPIC, topic));
         for (Map.Entry<String, String> e : configs.entrySet()) {
             ConfigEntry ce = cfg.get(e.getKey());
             assertEquals(e.getValue(), ce.value(), e.getKey());
@@ -277,8 +273,7 @@ class AdminClientTest {
             assertEquals(List.of(0), p.replicas().stream().map(Node::id).toList());
             assertEquals(0, p.leader().id());
         }
-        assertEquals("60000", get(admin.describeConfigs(List.of(new ConfigResource(ConfigResource.Type.TOPIC, topic)))
-                .all()).get(new ConfigResource(ConfigResource.Type.TOPIC, topic)).get("retention.ms").value());
+        assertEquals("60000", describe(new ConfigResource(ConfigResource.Type.TOPIC, topic)).get("retention.ms").value());
         // usable
         assertEquals(0, produce(topic, 1, 1, 1).get(0).offset());
         // a broker that does not exist, or an uneven assignment, is refused
@@ -341,53 +336,40 @@ class AdminClientTest {
                 : before.get("retention.ms").synonyms().get(0).name(), "broker synonym of retention.ms");
         assertNotNull(before.get("retention.ms").documentation());
         // a subset of keys
-        Config some = get(admin.describeConfigs(List.of(res)).all()).get(res);
+        Config some = describe(res);
         assertTrue(some.entries().size() >= 20, "a topic describes all its configs: " + some.entries().size());
 
         // SET
-        get(admin.incrementalAlterConfigs(Map.of(res, List.of(
-                new AlterConfigOp(new ConfigEntry("retention.ms", "86400000"), AlterConfigOp.OpType.SET),
-                new AlterConfigOp(new ConfigEntry("max.message.bytes", "200000"), AlterConfigOp.OpType.SET))))
-                .all());
-        Config set = get(admin.describeConfigs(List.of(res)).all()).get(res);
+        alter(res, op("retention.ms", "86400000", OpType.SET),
+                op("max.message.bytes", "200000", OpType.SET));
+        Config set = describe(res);
         assertEquals("86400000", set.get("retention.ms").value());
         assertEquals(ConfigEntry.ConfigSource.DYNAMIC_TOPIC_CONFIG, set.get("retention.ms").source());
         assertEquals("200000", set.get("max.message.bytes").value());
 
         // APPEND / SUBTRACT on a list config
-        get(admin.incrementalAlterConfigs(Map.of(res, List.of(
-                new AlterConfigOp(new ConfigEntry("cleanup.policy", "compact"), AlterConfigOp.OpType.APPEND))))
-                .all());
-        assertEquals(Set.of("delete", "compact"), Set.of(get(admin.describeConfigs(List.of(res)).all()).get(res)
-                .get("cleanup.policy").value().split(",")));
-        get(admin.incrementalAlterConfigs(Map.of(res, List.of(
-                new AlterConfigOp(new ConfigEntry("cleanup.policy", "delete"), AlterConfigOp.OpType.SUBTRACT))))
-                .all());
-        assertEquals("compact", get(admin.describeConfigs(List.of(res)).all()).get(res).get("cleanup.policy").value());
+        alter(res, op("cleanup.policy", "compact", OpType.APPEND));
+        assertEquals(Set.of("delete", "compact"), Set.of(describe(res).get("cleanup.policy").value().split(",")));
+        alter(res, op("cleanup.policy", "delete", OpType.SUBTRACT));
+        assertEquals("compact", describe(res).get("cleanup.policy").value());
 
         // DELETE: back to the default
-        get(admin.incrementalAlterConfigs(Map.of(res, List.of(
-                new AlterConfigOp(new ConfigEntry("retention.ms", null), AlterConfigOp.OpType.DELETE))))
-                .all());
-        Config deleted = get(admin.describeConfigs(List.of(res)).all()).get(res);
+        alter(res, op("retention.ms", null, OpType.DELETE));
+        Config deleted = describe(res);
         assertEquals("604800000", deleted.get("retention.ms").value());
         assertNotEquals(ConfigEntry.ConfigSource.DYNAMIC_TOPIC_CONFIG, deleted.get("retention.ms").source());
         assertEquals("200000", deleted.get("max.message.bytes").value(), "other overrides kept");
 
         // validateOnly changes nothing
-        get(admin.incrementalAlterConfigs(Map.of(res, List.of(
-                new AlterConfigOp(new ConfigEntry("retention.ms", "1000"), AlterConfigOp.OpType.SET))),
+        get(admin.incrementalAlterConfigs(Map.of(res, List.of(op("retention.ms", "1000", OpType.SET))),
                 new org.apache.kafka.clients.admin.AlterConfigsOptions().validateOnly(true)).all());
-        assertEquals("604800000", get(admin.describeConfigs(List.of(res)).all()).get(res).get("retention.ms").value());
+        assertEquals("604800000", describe(res).get("retention.ms").value());
 
         // invalid value, APPEND on a non-list config, unknown topic
-        expect(InvalidConfigurationException.class, admin.incrementalAlterConfigs(Map.of(res, List.of(
-                new AlterConfigOp(new ConfigEntry("retention.ms", "abc"), AlterConfigOp.OpType.SET)))).all());
-        expect(InvalidConfigurationException.class, admin.incrementalAlterConfigs(Map.of(res, List.of(
-                new AlterConfigOp(new ConfigEntry("retention.ms", "5"), AlterConfigOp.OpType.APPEND)))).all());
+        expect(InvalidConfigurationException.class, incrementalAlter(res, op("retention.ms", "abc", OpType.SET)));
+        expect(InvalidConfigurationException.class, incrementalAlter(res, op("retention.ms", "5", OpType.APPEND)));
         ConfigResource missing = new ConfigResource(ConfigResource.Type.TOPIC, "ad-no-such");
-        expect(UnknownTopicOrPartitionException.class, admin.incrementalAlterConfigs(Map.of(missing, List.of(
-                new AlterConfigOp(new ConfigEntry("retention.ms", "5"), AlterConfigOp.OpType.SET)))).all());
+        expect(UnknownTopicOrPartitionException.class, incrementalAlter(missing, op("retention.ms", "5", OpType.SET)));
         expect(UnknownTopicOrPartitionException.class, admin.describeConfigs(List.of(missing)).all());
         // the new max.message.bytes is enforced by produce
         try (KafkaProducer<String, String> p = ClientSupport.producer(broker)) {
@@ -406,56 +388,45 @@ class AdminClientTest {
         ConfigResource clusterDefault = new ConfigResource(ConfigResource.Type.BROKER, "");
         ConfigResource topicRes = new ConfigResource(ConfigResource.Type.TOPIC, topic);
 
-        Config b = get(admin.describeConfigs(List.of(node)).all()).get(node);
+        Config b = describe(node);
         assertEquals("604800000", b.get("log.retention.ms") == null ? null : b.get("log.retention.ms").value(),
                 "log.retention.ms described on the broker");
         assertEquals("0", b.get("node.id").value());
         assertTrue(b.get("node.id").isReadOnly());
 
         // cluster-wide dynamic default: topics without an override follow it
-        get(admin.incrementalAlterConfigs(Map.of(clusterDefault, List.of(
-                new AlterConfigOp(new ConfigEntry("log.retention.ms", "7200000"), AlterConfigOp.OpType.SET))))
-                .all());
-        ConfigEntry te = get(admin.describeConfigs(List.of(topicRes)).all()).get(topicRes).get("retention.ms");
+        alter(clusterDefault, op("log.retention.ms", "7200000", OpType.SET));
+        ConfigEntry te = describe(topicRes).get("retention.ms");
         assertEquals("7200000", te.value());
         assertEquals(ConfigEntry.ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG, te.source());
-        Config cd = get(admin.describeConfigs(List.of(clusterDefault)).all()).get(clusterDefault);
+        Config cd = describe(clusterDefault);
         assertEquals("7200000", cd.get("log.retention.ms").value());
 
         // per-broker dynamic config wins over the cluster default
-        get(admin.incrementalAlterConfigs(Map.of(node, List.of(
-                new AlterConfigOp(new ConfigEntry("log.retention.ms", "3600000"), AlterConfigOp.OpType.SET))))
-                .all());
-        ConfigEntry be = get(admin.describeConfigs(List.of(node)).all()).get(node).get("log.retention.ms");
+        alter(node, op("log.retention.ms", "3600000", OpType.SET));
+        ConfigEntry be = describe(node).get("log.retention.ms");
         assertEquals("3600000", be.value());
         assertEquals(ConfigEntry.ConfigSource.DYNAMIC_BROKER_CONFIG, be.source());
-        te = get(admin.describeConfigs(List.of(topicRes)).all()).get(topicRes).get("retention.ms");
+        te = describe(topicRes).get("retention.ms");
         assertEquals("3600000", te.value());
         assertEquals(ConfigEntry.ConfigSource.DYNAMIC_BROKER_CONFIG, te.source());
 
         // a topic override still wins
-        get(admin.incrementalAlterConfigs(Map.of(topicRes, List.of(
-                new AlterConfigOp(new ConfigEntry("retention.ms", "1234567"), AlterConfigOp.OpType.SET))))
-                .all());
-        assertEquals("1234567", get(admin.describeConfigs(List.of(topicRes)).all()).get(topicRes)
-                .get("retention.ms").value());
+        alter(topicRes, op("retention.ms", "1234567", OpType.SET));
+        assertEquals("1234567", describe(topicRes).get("retention.ms").value());
 
         // undo: DELETE the broker-level settings
-        get(admin.incrementalAlterConfigs(Map.of(node, List.of(
-                new AlterConfigOp(new ConfigEntry("log.retention.ms", null), AlterConfigOp.OpType.DELETE)),
-                clusterDefault, List.of(
-                new AlterConfigOp(new ConfigEntry("log.retention.ms", null), AlterConfigOp.OpType.DELETE))))
-                .all());
-        ConfigEntry back = get(admin.describeConfigs(List.of(node)).all()).get(node).get("log.retention.ms");
+        get(admin.incrementalAlterConfigs(Map.of(
+                node, List.of(op("log.retention.ms", null, OpType.DELETE)),
+                clusterDefault, List.of(op("log.retention.ms", null, OpType.DELETE)))).all());
+        ConfigEntry back = describe(node).get("log.retention.ms");
         assertEquals("604800000", back.value());
 
         // refusals: a read-only (static) setting, a bad value, another broker id
-        Throwable ro = failure(admin.incrementalAlterConfigs(Map.of(node, List.of(
-                new AlterConfigOp(new ConfigEntry("node.id", "5"), AlterConfigOp.OpType.SET)))).all());
+        Throwable ro = failure(incrementalAlter(node, op("node.id", "5", OpType.SET)));
         assertTrue(ro instanceof InvalidRequestException || ro instanceof InvalidConfigurationException,
                 "static broker config cannot be altered: " + ro);
-        expect(InvalidConfigurationException.class, admin.incrementalAlterConfigs(Map.of(node, List.of(
-                new AlterConfigOp(new ConfigEntry("log.retention.ms", "soon"), AlterConfigOp.OpType.SET)))).all());
+        expect(InvalidConfigurationException.class, incrementalAlter(node, op("log.retention.ms", "soon", OpType.SET)));
         // Broker "7" does not exist: the admin client sends the request to node 7, which it does
         // not know — so it must fail, not hang.
         Throwable other = failure(admin.describeConfigs(List.of(new ConfigResource(ConfigResource.Type.BROKER, "7")))
@@ -470,9 +441,7 @@ class AdminClientTest {
         p.put(ConsumerConfig.PARTITION_ASSIGNMENT_STRATEGY_CONFIG, RangeAssignor.class.getName());
         p.put(ConsumerConfig.CLIENT_ID_CONFIG, "admin-test-member");
         p.put(ConsumerConfig.HEARTBEAT_INTERVAL_MS_CONFIG, "500");
-        GroupMember m = GroupMember.start("active", p, List.of(topic));
-        started.add(m);
-        return m;
+        return startedMembers.start("active", p, List.of(topic));
     }
 
     @Test

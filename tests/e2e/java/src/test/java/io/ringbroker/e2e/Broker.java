@@ -172,21 +172,29 @@ public final class Broker implements AutoCloseable {
                 + logTail());
     }
 
+    /**
+     * Connects {@code s} to the broker (connect and read timeout {@code timeoutMs}) and sends an
+     * ApiVersions v0 request with {@code correlationId}; returns the stream to read the answer from.
+     */
+    private DataInputStream sendApiVersionsV0(Socket s, int timeoutMs, int correlationId) throws IOException {
+        s.connect(new InetSocketAddress("127.0.0.1", port), timeoutMs);
+        s.setSoTimeout(timeoutMs);
+        DataOutputStream out = new DataOutputStream(s.getOutputStream());
+        byte[] client = "java-e2e".getBytes(StandardCharsets.UTF_8);
+        out.writeInt(2 + 2 + 4 + 2 + client.length);
+        out.writeShort(18); // ApiVersions
+        out.writeShort(0);
+        out.writeInt(correlationId);
+        out.writeShort(client.length);
+        out.write(client);
+        out.flush();
+        return new DataInputStream(s.getInputStream());
+    }
+
     /** Sends ApiVersions v0 and checks for a well-formed answer with error 0. */
     private boolean apiVersionsAnswers() throws IOException {
         try (Socket s = new Socket()) {
-            s.connect(new InetSocketAddress("127.0.0.1", port), 2000);
-            s.setSoTimeout(2000);
-            DataOutputStream out = new DataOutputStream(s.getOutputStream());
-            byte[] client = "java-e2e".getBytes(StandardCharsets.UTF_8);
-            out.writeInt(2 + 2 + 4 + 2 + client.length);
-            out.writeShort(18); // ApiVersions
-            out.writeShort(0);
-            out.writeInt(1); // correlation id
-            out.writeShort(client.length);
-            out.write(client);
-            out.flush();
-            DataInputStream in = new DataInputStream(s.getInputStream());
+            DataInputStream in = sendApiVersionsV0(s, 2000, 1);
             int len = in.readInt();
             if (len < 6 || len > 1 << 20) {
                 return false;
@@ -206,18 +214,7 @@ public final class Broker implements AutoCloseable {
      */
     public Map<Integer, int[]> advertisedApis() throws IOException {
         try (Socket s = new Socket()) {
-            s.connect(new InetSocketAddress("127.0.0.1", port), 5000);
-            s.setSoTimeout(5000);
-            DataOutputStream out = new DataOutputStream(s.getOutputStream());
-            byte[] client = "java-e2e".getBytes(StandardCharsets.UTF_8);
-            out.writeInt(2 + 2 + 4 + 2 + client.length);
-            out.writeShort(18); // ApiVersions
-            out.writeShort(0);
-            out.writeInt(7); // correlation id
-            out.writeShort(client.length);
-            out.write(client);
-            out.flush();
-            DataInputStream in = new DataInputStream(s.getInputStream());
+            DataInputStream in = sendApiVersionsV0(s, 5000, 7);
             int len = in.readInt();
             if (len < 10 || len > 1 << 20) {
                 throw new IOException("bad ApiVersions response length " + len);

@@ -20,7 +20,6 @@ import java.util.Set;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
 
-import org.apache.kafka.clients.admin.Admin;
 import org.apache.kafka.clients.admin.RecordsToDelete;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
@@ -32,7 +31,6 @@ import org.apache.kafka.clients.consumer.OffsetAndTimestamp;
 import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.common.TopicPartition;
-import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 
@@ -44,26 +42,12 @@ import org.junit.jupiter.api.Test;
  * metadata, auto.offset.reset policies, out-of-range resets, long polling and
  * read_committed.
  */
-class ConsumerTest {
+class ConsumerTest extends SharedBrokerTest {
     private static final long T0 = 1_700_000_000_000L;
-    private static Broker broker;
-    private static Admin admin;
 
     @BeforeAll
-    static void startBroker() throws Exception {
-        broker = Broker.start();
-        admin = ClientSupport.admin(broker);
-    }
-
-    @AfterAll
-    static void stopBroker() throws Exception {
-        if (admin != null) {
-            admin.close(Duration.ofSeconds(10));
-        }
-        if (broker != null) {
-            broker.stop();
-            broker.close();
-        }
+    static void beforeAll() throws Exception {
+        startBroker(Map.of());
     }
 
     /** Writes n records "v0".."v{n-1}" to partition p with timestamps T0 + i*1000 (as separate batches). */

@@ -24,7 +24,6 @@ import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.stream.Collectors;
 
-import org.apache.kafka.clients.admin.Admin;
 import org.apache.kafka.clients.admin.ConsumerGroupDescription;
 import org.apache.kafka.clients.admin.MemberDescription;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
@@ -42,10 +41,9 @@ import org.apache.kafka.clients.producer.RecordMetadata;
 import org.apache.kafka.common.GroupState;
 import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.errors.InconsistentGroupProtocolException;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.RegisterExtension;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
 
@@ -59,49 +57,16 @@ import org.junit.jupiter.params.provider.ValueSource;
  * commits on revocation no record is lost. Also: protocol selection among
  * members with different assignor lists, and INCONSISTENT_GROUP_PROTOCOL.
  */
-class GroupAssignorTest {
+class GroupAssignorTest extends SharedBrokerTest {
     private static final int PARTITIONS = 6;
     private static final Duration STABLE_TIMEOUT = Duration.ofSeconds(60);
-    private static Broker broker;
-    private static Admin admin;
+
+    @RegisterExtension
+    final GroupMembers startedMembers = GroupMembers.reportingCloseTimeout();
 
     @BeforeAll
-    static void startBroker() throws Exception {
-        // Kafka's group.initial.rebalance.delay.ms is 3 s; shorter keeps the test quick.
-        broker = Broker.startWith(Map.of("broker.group_initial_rebalance_delay_ms", "300"));
-        admin = ClientSupport.admin(broker);
-    }
-
-    @AfterAll
-    static void stopBroker() throws Exception {
-        if (admin != null) {
-            admin.close(Duration.ofSeconds(10));
-        }
-        if (broker != null) {
-            broker.stop();
-            broker.close();
-        }
-    }
-
-    private final List<GroupMember> started = new ArrayList<>();
-
-    private GroupMember start(String name, Properties props, List<String> topics) {
-        GroupMember m = GroupMember.start(name, props, topics);
-        started.add(m);
-        return m;
-    }
-
-    @AfterEach
-    void closeMembers() {
-        for (GroupMember m : started) {
-            if (m.isAlive()) {
-                try {
-                    m.close();
-                } catch (AssertionError e) {
-                    System.err.println(e);
-                }
-            }
-        }
+    static void beforeAll() throws Exception {
+        startBroker(SHORT_REBALANCE_DELAY);
     }
 
     private static Class<? extends ConsumerPartitionAssignor> assignorClass(String name) {
@@ -290,14 +255,14 @@ class GroupAssignorTest {
         List<GroupMember> everyone = new ArrayList<>();
         Writer writer = new Writer(topic);
         try {
-            GroupMember a = start("A", memberProps(group, assignor), List.of(topic));
+            GroupMember a = startedMembers.start("A", memberProps(group, assignor), List.of(topic));
             everyone.add(a);
             awaitStable(List.of(a), all, List.of(6));
             assertDescribed(group, assignor, List.of(a));
             int aEventsBeforeB = a.events.size();
 
             // B joins: each gets 3.
-            GroupMember b = start("B", memberProps(group, assignor), List.of(topic));
+            GroupMember b = startedMembers.start("B", memberProps(group, assignor), List.of(topic));
             everyone.add(b);
             awaitStable(List.of(a, b), all, List.of(3, 3));
             assertShape(assignor, a.owned(), b.owned());
@@ -321,7 +286,7 @@ class GroupAssignorTest {
 
             // C joins: 2 each.
             Map<String, Set<TopicPartition>> before = Map.of("A", a.owned(), "B", b.owned());
-            GroupMember c = start("C", memberProps(group, assignor), List.of(topic));
+            GroupMember c = startedMembers.start("C", memberProps(group, assignor), List.of(topic));
             everyone.add(c);
             awaitStable(List.of(a, b, c), all, List.of(2, 2, 2));
             if (sticky) {
@@ -403,8 +368,8 @@ class GroupAssignorTest {
             String group = "gg2-" + assignor;
             Set<TopicPartition> all = new HashSet<>(partitions(t1, 3));
             all.addAll(partitions(t2, 3));
-            try (GroupMember a = start("A", memberProps(group, assignor), List.of(t1, t2));
-                    GroupMember b = start("B", memberProps(group, assignor), List.of(t1, t2))) {
+            try (GroupMember a = startedMembers.start("A", memberProps(group, assignor), List.of(t1, t2));
+                    GroupMember b = startedMembers.start("B", memberProps(group, assignor), List.of(t1, t2))) {
                 if (assignor.equals("range")) {
                     awaitStable(List.of(a, b), all, List.of(4, 2));
                     GroupMember big = a.owned().size() == 4 ? a : b;
@@ -426,8 +391,8 @@ class GroupAssignorTest {
         String group = "gg-vote";
         createTopic(admin, topic, PARTITIONS);
         Set<TopicPartition> all = partitions(topic, PARTITIONS);
-        try (GroupMember a = start("A", memberProps(group, "range", "roundrobin"), List.of(topic));
-                GroupMember b = start("B", memberProps(group, "roundrobin"), List.of(topic))) {
+        try (GroupMember a = startedMembers.start("A", memberProps(group, "range", "roundrobin"), List.of(topic));
+                GroupMember b = startedMembers.start("B", memberProps(group, "roundrobin"), List.of(topic))) {
             awaitStable(List.of(a, b), all, List.of(3, 3));
             assertShape("roundrobin", a.owned(), b.owned());
             assertDescribed(group, "roundrobin", List.of(a, b));
@@ -439,7 +404,7 @@ class GroupAssignorTest {
         String topic = "ga-inconsistent";
         String group = "gg-inconsistent";
         createTopic(admin, topic, 2);
-        try (GroupMember a = start("A", memberProps(group, "roundrobin"), List.of(topic))) {
+        try (GroupMember a = startedMembers.start("A", memberProps(group, "roundrobin"), List.of(topic))) {
             awaitStable(List.of(a), partitions(topic, 2), List.of(2));
             try (KafkaConsumer<String, String> c = new KafkaConsumer<>(memberProps(group, "range"))) {
                 c.subscribe(List.of(topic));

@@ -25,7 +25,6 @@ import java.util.concurrent.ExecutionException;
 import java.util.concurrent.Future;
 import java.util.concurrent.TimeUnit;
 
-import org.apache.kafka.clients.admin.Admin;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
 import org.apache.kafka.clients.producer.KafkaProducer;
@@ -40,7 +39,6 @@ import org.apache.kafka.common.record.TimestampType;
 import org.apache.kafka.common.serialization.ByteArrayDeserializer;
 import org.apache.kafka.common.serialization.ByteArraySerializer;
 import org.apache.kafka.common.utils.Utils;
-import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
@@ -53,25 +51,10 @@ import org.junit.jupiter.params.provider.ValueSource;
  * LogAppendTime topics and MESSAGE_TOO_LARGE. Every record written is read
  * back with a consumer and compared field by field.
  */
-class ProducerTest {
-    private static Broker broker;
-    private static Admin admin;
-
+class ProducerTest extends SharedBrokerTest {
     @BeforeAll
-    static void startBroker() throws Exception {
-        broker = Broker.start();
-        admin = ClientSupport.admin(broker);
-    }
-
-    @AfterAll
-    static void stopBroker() throws Exception {
-        if (admin != null) {
-            admin.close(Duration.ofSeconds(10));
-        }
-        if (broker != null) {
-            broker.stop();
-            broker.close();
-        }
+    static void beforeAll() throws Exception {
+        startBroker(Map.of());
     }
 
     private static List<ConsumerRecord<String, String>> readAll(String topic, int partitions, int n) {

@@ -20,7 +20,6 @@ import java.util.Properties;
 import java.util.Set;
 import java.util.concurrent.TimeUnit;
 
-import org.apache.kafka.clients.admin.Admin;
 import org.apache.kafka.clients.admin.ConsumerGroupDescription;
 import org.apache.kafka.clients.admin.MemberDescription;
 import org.apache.kafka.clients.admin.MemberToRemove;
@@ -33,10 +32,9 @@ import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.common.GroupState;
 import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.errors.FencedInstanceIdException;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.RegisterExtension;
 
 /**
  * Static membership (KIP-345, group.instance.id) on the classic protocol: a
@@ -47,40 +45,15 @@ import org.junit.jupiter.api.Test;
  * removeMembersFromConsumerGroup (LeaveGroup v3+ by instance id) removes a
  * departed static member at once.
  */
-class StaticMembershipTest {
+class StaticMembershipTest extends SharedBrokerTest {
     private static final int PARTITIONS = 4;
-    private static Broker broker;
-    private static Admin admin;
-    private final List<GroupMember> started = new ArrayList<>();
+
+    @RegisterExtension
+    final GroupMembers startedMembers = GroupMembers.reportingCloseTimeout();
 
     @BeforeAll
-    static void startBroker() throws Exception {
-        broker = Broker.startWith(Map.of("broker.group_initial_rebalance_delay_ms", "300"));
-        admin = ClientSupport.admin(broker);
-    }
-
-    @AfterAll
-    static void stopBroker() throws Exception {
-        if (admin != null) {
-            admin.close(Duration.ofSeconds(10));
-        }
-        if (broker != null) {
-            broker.stop();
-            broker.close();
-        }
-    }
-
-    @AfterEach
-    void closeMembers() {
-        for (GroupMember m : started) {
-            if (m.isAlive()) {
-                try {
-                    m.close();
-                } catch (AssertionError e) {
-                    System.err.println(e);
-                }
-            }
-        }
+    static void beforeAll() throws Exception {
+        startBroker(SHORT_REBALANCE_DELAY);
     }
 
     private GroupMember member(String name, String group, String instance, int sessionTimeoutMs, String topic) {
@@ -89,9 +62,7 @@ class StaticMembershipTest {
         p.put(ConsumerConfig.SESSION_TIMEOUT_MS_CONFIG, Integer.toString(sessionTimeoutMs));
         p.put(ConsumerConfig.HEARTBEAT_INTERVAL_MS_CONFIG, "500");
         p.put(ConsumerConfig.PARTITION_ASSIGNMENT_STRATEGY_CONFIG, RangeAssignor.class.getName());
-        GroupMember m = GroupMember.start(name, p, List.of(topic));
-        started.add(m);
-        return m;
+        return startedMembers.start(name, p, List.of(topic));
     }
 
     private static Set<TopicPartition> all(String topic) {
