@@ -18,7 +18,7 @@ use kafka_protocol::messages::describe_configs_response::{
 use kafka_protocol::messages::*;
 use kafka_protocol::ResponseError;
 use ringbroker_engine::config::{
-    config_key, config_key_by_broker_name, validate_topic_config, ConfigType, TOPIC_CONFIG_KEYS,
+    config_key, config_key_by_broker_name, validate_topic_config, ConfigKey, ConfigType, TOPIC_CONFIG_KEYS,
 };
 
 use super::str_bytes;
@@ -62,6 +62,22 @@ struct Described {
     synonyms: Vec<(String, String, Source)>,
 }
 
+impl Described {
+    /// A writable setting described by its synonyms, the winning one first.
+    fn winner_of(name: &str, key: &ConfigKey, synonyms: Vec<(String, String, Source)>) -> Described {
+        let (_, value, source) = synonyms.first().cloned().expect("the default level is always there");
+        Described {
+            name: name.to_string(),
+            value,
+            source,
+            read_only: false,
+            kind: key.kind,
+            doc: Some(key.doc),
+            synonyms,
+        }
+    }
+}
+
 /// The levels of a topic config below the topic: dynamic broker, dynamic
 /// default, static, default — each as (broker config name, value, source).
 fn broker_levels(shard: &Shard, img: &MetadataImage, topic_key: &str) -> Vec<(String, String, Source)> {
@@ -92,16 +108,7 @@ fn describe_topic(shard: &Shard, img: &MetadataImage, overrides: &BTreeMap<Strin
                 synonyms.push((k.name.to_string(), v.clone(), Source::Topic));
             }
             synonyms.extend(broker_levels(shard, img, k.name));
-            let (_, value, source) = synonyms[0].clone();
-            Described {
-                name: k.name.to_string(),
-                value,
-                source,
-                read_only: false,
-                kind: k.kind,
-                doc: Some(k.doc),
-                synonyms,
-            }
+            Described::winner_of(k.name, k, synonyms)
         })
         .collect()
 }
@@ -131,19 +138,7 @@ fn describe_broker(shard: &Shard, img: &MetadataImage, resource: &str) -> Vec<De
     }
     let mut out: Vec<Described> = TOPIC_CONFIG_KEYS
         .iter()
-        .map(|k| {
-            let synonyms = broker_levels(shard, img, k.name);
-            let (_, value, source) = synonyms[0].clone();
-            Described {
-                name: k.broker_name.to_string(),
-                value,
-                source,
-                read_only: false,
-                kind: k.kind,
-                doc: Some(k.doc),
-                synonyms,
-            }
-        })
+        .map(|k| Described::winner_of(k.broker_name, k, broker_levels(shard, img, k.name)))
         .collect();
     // Kafka's other dynamic broker configs, as stored (no effect here).
     let node = shard.config.broker.node_id.to_string();
