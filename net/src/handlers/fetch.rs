@@ -98,7 +98,9 @@ pub async fn handle(shard: &Rc<Shard>, req: FetchRequest, version: i16, correlat
         order.push((name, t.topic_id, parts));
     }
 
-    let partition_limits: Vec<((String, i32), usize)> = by_owner
+    // partition_max_bytes by partition (a map: fetches of 1000 partitions
+    // must not scan a list per partition).
+    let partition_limits: ahash::AHashMap<(String, i32), usize> = by_owner
         .iter()
         .flat_map(|(_, reads)| reads.iter().map(|r| ((r.topic.clone(), r.partition), r.max_bytes)))
         .collect();
@@ -173,8 +175,7 @@ pub async fn handle(shard: &Rc<Shard>, req: FetchRequest, version: i16, correlat
                 fp.error_code = if topic_known { ResponseError::UnknownTopicOrPartition } else { unknown_error }.code();
             } else if let Some(i) = results.iter().position(|((t, q), _)| *t == name && *q == p) {
                 let (key, r) = results.swap_remove(i);
-                let partition_max =
-                    partition_limits.iter().find(|(k, _)| *k == key).map(|(_, m)| *m).unwrap_or(usize::MAX);
+                let partition_max = partition_limits.get(&key).copied().unwrap_or(usize::MAX);
                 let records = trim_to_batches(r.records, partition_max.min(budget), first);
                 let len: usize = records.iter().map(|c| c.len()).sum();
                 if len > 0 {

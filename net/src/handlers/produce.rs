@@ -53,14 +53,19 @@ pub async fn handle(shard: &Rc<Shard>, req: ProduceRequest, version: i16) -> Pro
     // As in Kafka: transactional batches need a transactional id (and a
     // transaction coordinator, which does not exist yet), so a batch that
     // claims to be transactional is refused rather than left open forever.
-    let batch_attributes = || {
+    // zstd needs Produce v7+ (KIP-110): an older client could not read it
+    // back. One walk over the batch headers answers both questions.
+    let (mut transactional, mut zstd) = (false, false);
+    for a in
         req.topic_data.iter().flat_map(|t| t.partition_data.iter()).flat_map(|p| batch_attributes(p.records.as_deref()))
-    };
-    if batch_attributes().any(|a| a & TRANSACTIONAL_BIT != 0) {
+    {
+        transactional |= a & TRANSACTIONAL_BIT != 0;
+        zstd |= a & COMPRESSION_MASK == ZSTD;
+    }
+    if transactional {
         return error_response(req, ResponseError::TransactionalIdAuthorizationFailed);
     }
-    // zstd needs Produce v7+ (KIP-110): an older client could not read it back.
-    if version < 7 && batch_attributes().any(|a| a & COMPRESSION_MASK == ZSTD) {
+    if version < 7 && zstd {
         return error_response(req, ResponseError::UnsupportedCompressionType);
     }
     let mut topics = Vec::new();
