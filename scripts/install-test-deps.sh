@@ -43,6 +43,9 @@ if ! command -v mvn >/dev/null 2>&1 || ! command -v java >/dev/null 2>&1; then
 fi
 java -version 2>&1 | head -n 1
 mvn -v 2>&1 | head -n 1
+if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then
+  export PATH="/usr/local/go/bin:$PATH"
+fi
 if ! command -v go >/dev/null 2>&1; then
   echo "go is missing: the Go client tests need Go >= 1.26 (the machine image provides it)" >&2
   exit 1

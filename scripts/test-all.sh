@@ -12,6 +12,13 @@ if ! command -v cargo >/dev/null 2>&1 && [ -f "$HOME/.cargo/env" ]; then
   . "$HOME/.cargo/env"
 fi
 
+# Go lives in /usr/local/go on the machine image; a non-login shell (CI) may
+# not have it on PATH. The go test binaries' own tools go to ~/go/bin.
+for d in /usr/local/go/bin "$HOME/go/bin"; do
+  case ":$PATH:" in *":$d:"*) ;; *) [ -d "$d" ] && PATH="$d:$PATH" ;; esac
+done
+export PATH
+
 t0=$(date +%s)
 stamp0() { echo "[test-all +$(( $(date +%s) - t0 ))s] $*"; }
 stamp0 "installing test clients if missing (scripts/install-test-deps.sh)"
