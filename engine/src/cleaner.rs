@@ -65,6 +65,15 @@ pub fn read_checkpoint(dir: &Path) -> i64 {
     std::fs::read_to_string(dir.join(CLEANER_CHECKPOINT)).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0)
 }
 
+/// After a truncation to `end`: offsets from `end` on are new data, never
+/// cleaned.
+pub(crate) fn clamp_checkpoint(dir: &Path, end: i64) -> Result<(), EngineError> {
+    if read_checkpoint(dir) > end {
+        write_checkpoint(dir, end)?;
+    }
+    Ok(())
+}
+
 fn write_checkpoint(dir: &Path, offset: i64) -> Result<(), EngineError> {
     let p = dir.join(CLEANER_CHECKPOINT);
     let tmp = dir.join("cleaner-offset-checkpoint.tmp");
@@ -141,7 +150,7 @@ impl<S: SegmentStorage + Clone> PartitionLog<S> {
         throttle: Throttle,
         crash_at: Option<SwapStep>,
     ) -> Result<CleanStats, EngineError> {
-        let (dir, sealed, cfg, storage, oldest_dirty_max_ts) = {
+        let (dir, sealed, cfg, storage, oldest_dirty_max_ts, truncations) = {
             let s = this.borrow();
             let sealed: Vec<(i64, std::rc::Rc<S::File>, u64)> =
                 s.sealed_segments().map(|seg| (seg.base_offset, seg.file.clone(), seg.size)).collect();
@@ -149,7 +158,14 @@ impl<S: SegmentStorage + Clone> PartitionLog<S> {
             let cleaned_to = read_checkpoint(s.dir());
             let oldest_dirty_max_ts =
                 s.sealed_segments().find(|seg| seg.base_offset >= cleaned_to).map(|seg| seg.max_timestamp);
-            (s.dir().to_path_buf(), sealed, s.config().clone(), s.storage_handle(), oldest_dirty_max_ts)
+            (
+                s.dir().to_path_buf(),
+                sealed,
+                s.config().clone(),
+                s.storage_handle(),
+                oldest_dirty_max_ts,
+                s.truncations(),
+            )
         };
         let mut stats = CleanStats::default();
         if !cfg.cleanup_policy.compact || sealed.is_empty() {
@@ -211,7 +227,7 @@ impl<S: SegmentStorage + Clone> PartitionLog<S> {
             if out.len() as u64 == size {
                 continue; // nothing removed in this segment
             }
-            let cleaned = CleanedSegment { base, data: &out, headers: &headers };
+            let cleaned = CleanedSegment { base, data: &out, headers: &headers, truncations };
             let installed = Self::swap_segment(this, &storage, &dir, cleaned, throttle, crash_at).await?;
             if crash_at.is_some() {
                 return Ok(stats);
@@ -220,7 +236,11 @@ impl<S: SegmentStorage + Clone> PartitionLog<S> {
                 stats.segments_cleaned += 1;
             }
         }
-        write_checkpoint(&dir, end_offset)?;
+        // A truncation meanwhile may have taken back offsets below
+        // `end_offset`: they are dirty again, so the checkpoint stays.
+        if this.borrow().truncations() == truncations {
+            write_checkpoint(&dir, end_offset)?;
+        }
         Ok(stats)
     }
 
@@ -235,7 +255,7 @@ impl<S: SegmentStorage + Clone> PartitionLog<S> {
         throttle: Throttle,
         crash_at: Option<SwapStep>,
     ) -> Result<bool, EngineError> {
-        let CleanedSegment { base, data, headers } = cleaned;
+        let CleanedSegment { base, data, headers, truncations } = cleaned;
         let final_path = log_path(dir, base);
         let tmp_path = dir.join(format!("{base:020}.log.cleaned.tmp"));
         // 1. The cleaned file, written with direct I/O and synced.
@@ -257,7 +277,7 @@ impl<S: SegmentStorage + Clone> PartitionLog<S> {
         if crash_at == Some(SwapStep::CleanedWritten) {
             return Ok(false);
         }
-        if !this.borrow().has_segment(base) {
+        if !this.borrow().segment_unchanged(base, truncations) {
             let _ = std::fs::remove_file(&tmp_path);
             return Ok(false);
         }
@@ -309,6 +329,8 @@ struct CleanedSegment<'a> {
     base: i64,
     data: &'a [u8],
     headers: &'a [BatchHeader],
+    /// The log's truncation count when the segment was read.
+    truncations: u64,
 }
 
 fn compaction_err(dir: &Path, e: crate::compaction::CompactionError) -> EngineError {

@@ -11,6 +11,7 @@ pub mod cache;
 pub mod cleaner;
 pub mod compaction;
 pub mod config;
+pub mod epoch_history;
 pub mod index;
 pub mod io;
 pub mod log;

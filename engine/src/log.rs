@@ -15,10 +15,18 @@
 //!   close take turns with flushes (`with_flush_turn`).
 //! - producers that need durability await `durable` reaching their last offset.
 //!
-//! Offsets, in order: log_start <= high_watermark <= next_offset, and
-//! durable <= written <= next_offset. With `flush.policy=always` the high
-//! watermark is the durable offset (consumers never see data a crash could
-//! take back); with the other policies it is the log end.
+//! Offsets, in order: log_start <= next_offset and durable <= written <=
+//! next_offset. The high watermark (what consumers may see) is not the log's
+//! business: the partition layer above (`ringbroker_replication::partition`)
+//! owns it, because with replication it depends on other brokers. Every read
+//! here takes the visible end (`upper`) as an argument. What the log alone
+//! can vouch for is `local_commit_end`: the durable offset under
+//! `flush.policy=always` (a crash cannot take it back), the log end otherwise.
+//!
+//! Two entry points write: `append` (the leader: offsets assigned here,
+//! the leader epoch stamped) and `append_replicated` (a follower: offsets and
+//! epochs as the leader gave them). `truncate_to` takes a suffix back (a
+//! follower whose log diverged from a new leader's).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -109,7 +117,9 @@ pub struct PartitionLog<S: SegmentStorage> {
     log_start_offset: i64,
     next_offset: i64,
     written_offset: i64,
-    leader_epoch: i32,
+    /// Times the log was truncated: a compaction that read segments before a
+    /// truncation must not install its result after it.
+    truncations: u64,
     /// Batches in memory, oldest first, contiguous and ending at next_offset.
     recent: VecDeque<CachedBatch>,
     recent_bytes: usize,
@@ -128,8 +138,6 @@ pub struct PartitionLog<S: SegmentStorage> {
     last_sync_ms: i64,
     /// Everything below is fdatasync'ed.
     pub durable: OffsetWatch,
-    /// Everything below is visible to consumers.
-    pub high_watermark: OffsetWatch,
     /// Rung when there is something to flush.
     pub flush_bell: Doorbell,
 }
@@ -199,7 +207,7 @@ impl<S: SegmentStorage + Clone> PartitionLog<S> {
             log_start_offset,
             next_offset,
             written_offset: next_offset,
-            leader_epoch: 0,
+            truncations: 0,
             recent: VecDeque::new(),
             recent_bytes: 0,
             cache,
@@ -212,7 +220,6 @@ impl<S: SegmentStorage + Clone> PartitionLog<S> {
             producers_written: ProducerStateMap::default(),
             last_sync_ms: 0,
             durable: OffsetWatch::new(next_offset),
-            high_watermark: OffsetWatch::new(next_offset),
             flush_bell: Doorbell::default(),
         });
         Self::rebuild_producer_state(&log).await?;
@@ -245,7 +252,7 @@ impl<S: SegmentStorage + Clone> PartitionLog<S> {
         }
         let mut offset = from;
         while offset < end {
-            let r = Self::read_disk(this, offset, 1 << 20).await?;
+            let r = Self::read_disk(this, offset, 1 << 20, end).await?;
             if r.chunks.is_empty() {
                 break;
             }
@@ -310,11 +317,17 @@ impl<S: SegmentStorage + Clone> PartitionLog<S> {
     pub fn next_offset(&self) -> i64 {
         self.next_offset
     }
-    pub fn hw(&self) -> i64 {
-        self.high_watermark.get()
+    /// The end a single replica can commit on its own: the durable offset
+    /// under `flush.policy=always`, else the log end (the operator traded
+    /// durability for latency).
+    pub fn local_commit_end(&self) -> i64 {
+        match self.config.flush_policy {
+            FlushPolicy::Always => self.durable.get(),
+            FlushPolicy::Interval | FlushPolicy::Never => self.next_offset,
+        }
     }
-    pub fn leader_epoch(&self) -> i32 {
-        self.leader_epoch
+    pub fn truncations(&self) -> u64 {
+        self.truncations
     }
     pub fn poisoned(&self) -> Option<&str> {
         self.poisoned.as_deref()
@@ -331,8 +344,15 @@ impl<S: SegmentStorage + Clone> PartitionLog<S> {
     }
 
     /// Appends one validated batch (its header parsed by the caller), assigning
-    /// offsets. Never waits: durability is awaited separately.
-    pub fn append(&mut self, mut raw: BytesMut, header: &BatchHeader, now_ms: i64) -> Result<AppendInfo, EngineError> {
+    /// offsets and stamping `leader_epoch`. Never waits: durability is
+    /// awaited separately.
+    pub fn append(
+        &mut self,
+        mut raw: BytesMut,
+        header: &BatchHeader,
+        now_ms: i64,
+        leader_epoch: i32,
+    ) -> Result<AppendInfo, EngineError> {
         if let Some(reason) = &self.poisoned {
             return Err(EngineError::Poisoned(reason.clone()));
         }
@@ -351,7 +371,7 @@ impl<S: SegmentStorage + Clone> PartitionLog<S> {
                 });
             }
         }
-        batch::stamp_offsets(&mut raw, base, self.leader_epoch);
+        batch::stamp_offsets(&mut raw, base, leader_epoch);
         let mut log_append_time_ms = -1;
         let mut max_ts = header.max_timestamp;
         if self.config.message_timestamp_type == TimestampType::LogAppendTime {
@@ -368,17 +388,41 @@ impl<S: SegmentStorage + Clone> PartitionLog<S> {
             max_timestamp: max_ts,
         };
         self.producers.record(header.producer_id, header.producer_epoch, meta, now_ms);
-        let bytes = raw.freeze();
+        self.enqueue(raw.freeze(), base, last, max_ts);
+        Ok(AppendInfo { base_offset: base, last_offset: last, log_append_time_ms, duplicate: false })
+    }
+
+    /// Appends one batch exactly as another replica (the leader) stored it:
+    /// its offsets and leader epoch are kept, not assigned. The batch must
+    /// start at or after the log end (compaction on the leader can leave
+    /// gaps) and has been validated by the caller. Idempotent-producer
+    /// state is recorded, not checked: the leader checked it.
+    pub fn append_replicated(&mut self, raw: Bytes, header: &BatchHeader, now_ms: i64) -> Result<(), EngineError> {
+        if let Some(reason) = &self.poisoned {
+            return Err(EngineError::Poisoned(reason.clone()));
+        }
+        assert_eq!(raw.len(), header.total_len(), "caller passes exactly one batch");
+        if header.base_offset < self.next_offset || header.last_offset_delta < 0 {
+            return Err(EngineError::OffsetOutOfRange {
+                offset: header.base_offset,
+                start: self.next_offset,
+                end: i64::MAX,
+            });
+        }
+        record_header(&mut self.producers, header, now_ms);
+        self.enqueue(raw, header.base_offset, header.last_offset(), header.max_timestamp);
+        Ok(())
+    }
+
+    /// Queues a stamped batch for writing (and as read cache).
+    fn enqueue(&mut self, bytes: Bytes, base: i64, last: i64, max_timestamp: i64) {
+        debug_assert!(base >= self.next_offset && last >= base);
         self.recent_bytes += bytes.len();
         let seq = self.cache.admit(bytes.len());
-        self.recent.push_back(CachedBatch { seq, base_offset: base, last_offset: last, max_timestamp: max_ts, bytes });
+        self.recent.push_back(CachedBatch { seq, base_offset: base, last_offset: last, max_timestamp, bytes });
         self.evict_cache();
         self.next_offset = last + 1;
-        if self.config.flush_policy != FlushPolicy::Always {
-            self.high_watermark.advance(self.next_offset);
-        }
         self.flush_bell.ring();
-        Ok(AppendInfo { base_offset: base, last_offset: last, log_append_time_ms, duplicate: false })
     }
 
     /// True if the flusher has something to do now under the flush policy.
@@ -648,9 +692,6 @@ impl<S: SegmentStorage + Clone> PartitionLog<S> {
         let mut s = this.borrow_mut();
         s.last_sync_ms = now_ms;
         s.durable.advance(target);
-        if s.config.flush_policy == FlushPolicy::Always {
-            s.high_watermark.advance(target);
-        }
         Ok(())
     }
 
@@ -658,10 +699,11 @@ impl<S: SegmentStorage + Clone> PartitionLog<S> {
         self.storage.clone()
     }
 
-    /// Reads whole batches starting at the one containing `offset`, up to
-    /// the high watermark. `None` means the data is on disk: see `read_disk`.
-    pub fn read_cached(&self, offset: i64, max_bytes: usize) -> Option<ReadResult> {
-        let hw = self.hw();
+    /// Reads whole batches starting at the one containing `offset`, ending
+    /// below `upper` (the high watermark, for consumers). `None` means the
+    /// data is on disk: see `read_disk`.
+    pub fn read_cached(&self, offset: i64, max_bytes: usize, upper: i64) -> Option<ReadResult> {
+        let hw = upper;
         let first = self.recent.front()?;
         if offset < first.base_offset {
             return None;
@@ -697,15 +739,14 @@ impl<S: SegmentStorage + Clone> PartitionLog<S> {
         this: &std::cell::RefCell<Self>,
         offset: i64,
         max_bytes: usize,
+        upper: i64,
     ) -> Result<ReadResult, EngineError> {
+        let hw = upper;
         let mut offset = offset;
         // Where to go on reading in a segment whose first read ended below `offset`.
         let mut resume: Option<(Rc<S::File>, u64)> = None;
         loop {
-            let (plan, hw) = {
-                let s = this.borrow();
-                (s.plan_disk_read(offset), s.hw())
-            };
+            let plan = this.borrow().plan_disk_read(offset);
             let Some((file, mut pos, valid_end)) = plan else { return Ok(ReadResult::default()) };
             if let Some((f, p)) = resume.take() {
                 if Rc::ptr_eq(&f, &file) {
@@ -786,8 +827,13 @@ impl<S: SegmentStorage + Clone> PartitionLog<S> {
     }
 
     /// Earliest offset whose batch max timestamp is >= `ts`, as a candidate
-    /// batch (the caller finds the exact record inside). None: no such batch.
-    pub async fn find_by_timestamp(this: &std::cell::RefCell<Self>, ts: i64) -> Result<Option<Bytes>, EngineError> {
+    /// batch below `upper` (the caller finds the exact record inside). None:
+    /// no such batch.
+    pub async fn find_by_timestamp(
+        this: &std::cell::RefCell<Self>,
+        ts: i64,
+        upper: i64,
+    ) -> Result<Option<Bytes>, EngineError> {
         // Memory first if the cache covers the whole candidate range.
         let (seg_start, in_cache) = {
             let s = this.borrow();
@@ -799,14 +845,14 @@ impl<S: SegmentStorage + Clone> PartitionLog<S> {
             let cache_hit = s
                 .recent
                 .iter()
-                .find(|b| b.max_timestamp >= ts && b.last_offset < s.hw() && b.last_offset >= s.log_start_offset)
+                .find(|b| b.max_timestamp >= ts && b.last_offset < upper && b.last_offset >= s.log_start_offset)
                 .map(|b| b.bytes.clone());
             (seg, cache_hit)
         };
         if let Some((_, start_offset)) = seg_start {
             let mut offset = start_offset;
             loop {
-                let r = Self::read_disk(this, offset, 1 << 20).await?;
+                let r = Self::read_disk(this, offset, 1 << 20, upper).await?;
                 if r.chunks.is_empty() {
                     break;
                 }
@@ -827,10 +873,11 @@ impl<S: SegmentStorage + Clone> PartitionLog<S> {
         Ok(in_cache)
     }
 
-    /// Moves the log start offset (DeleteRecords); deletes whole segments below it.
-    pub fn delete_records_before(&mut self, offset: i64) -> Result<i64, EngineError> {
-        if offset > self.hw() || offset < 0 {
-            return Err(EngineError::OffsetOutOfRange { offset, start: self.log_start_offset, end: self.hw() });
+    /// Moves the log start offset (DeleteRecords) up to at most `upper`
+    /// (the high watermark); deletes whole segments below it.
+    pub fn delete_records_before(&mut self, offset: i64, upper: i64) -> Result<i64, EngineError> {
+        if offset > upper || offset < 0 {
+            return Err(EngineError::OffsetOutOfRange { offset, start: self.log_start_offset, end: upper });
         }
         if offset > self.log_start_offset {
             self.log_start_offset = offset;
@@ -917,8 +964,10 @@ impl<S: SegmentStorage + Clone> PartitionLog<S> {
         *self.segments.keys().next_back().expect("active segment")
     }
 
-    pub(crate) fn has_segment(&self, base: i64) -> bool {
-        self.segments.contains_key(&base)
+    /// Segment `base` is still there and nothing was truncated since
+    /// `truncations` was read (the cleaner's check before it swaps).
+    pub(crate) fn segment_unchanged(&self, base: i64, truncations: u64) -> bool {
+        self.segments.contains_key(&base) && self.truncations == truncations
     }
 
     /// Installs a compacted sealed segment.
@@ -959,6 +1008,132 @@ impl<S: SegmentStorage + Clone> PartitionLog<S> {
         seg.first_append_ms.map(|t| now_ms.saturating_sub(t) >= limit).unwrap_or(false)
     }
 
+    /// Takes back every batch from the one holding `offset` on (a follower
+    /// whose tail diverged from a new leader's log) and returns the new log
+    /// end: `offset`, or the base of a batch that straddled it.
+    ///
+    /// On disk, later segments go first and then the segment holding the cut
+    /// is cut and synced, so a crash at any step leaves a valid prefix.
+    /// Indexes, the batch cache, producer state, the cleaner's checkpoint and
+    /// the durable watch follow; waiters on the durable watch fail (what they
+    /// waited for is gone). Takes its turn with flushes, rolls and close.
+    pub async fn truncate_to(this: &std::cell::RefCell<Self>, offset: i64) -> Result<i64, EngineError> {
+        // Refused before taking the flush turn: an error inside it poisons.
+        {
+            let s = this.borrow();
+            if offset < s.log_start_offset {
+                return Err(EngineError::OffsetOutOfRange { offset, start: s.log_start_offset, end: s.next_offset });
+            }
+        }
+        let mut new_end = None;
+        Self::with_flush_turn(this, async {
+            new_end = Some(Self::truncate_inner(this, offset).await?);
+            Ok(())
+        })
+        .await?;
+        Ok(new_end.expect("set when the truncation succeeded"))
+    }
+
+    async fn truncate_inner(this: &std::cell::RefCell<Self>, offset: i64) -> Result<i64, EngineError> {
+        let (start, next, written) = {
+            let s = this.borrow();
+            (s.log_start_offset, s.next_offset, s.written_offset)
+        };
+        // DeleteRecords may have moved the start while this waited its turn:
+        // nothing below the start is left to keep.
+        let offset = offset.max(start);
+        if offset >= next {
+            return Ok(next);
+        }
+        let new_end = if offset >= written {
+            // The cut is among batches still queued in memory.
+            let s = this.borrow();
+            let i = s.recent.partition_point(|b| b.last_offset < offset);
+            s.recent.get(i).map(|b| b.base_offset.min(offset)).expect("queued batches reach the log end")
+        } else {
+            Self::cut_segments(this, offset).await?
+        };
+        let cut_written = {
+            let mut s = this.borrow_mut();
+            while s.recent.back().is_some_and(|b| b.last_offset >= new_end) {
+                let b = s.recent.pop_back().expect("checked");
+                s.recent_bytes -= b.bytes.len();
+                s.cache.forget(b.seq);
+            }
+            s.next_offset = new_end;
+            s.truncations += 1;
+            s.readahead = None;
+            s.durable.truncate(new_end);
+            crate::cleaner::clamp_checkpoint(&s.dir, new_end)?;
+            if new_end >= s.written_offset {
+                // Nothing written was cut: the written producer state stands,
+                // and the queued batches that remain are replayed over it.
+                let mut producers = s.producers_written.clone();
+                for b in &s.recent {
+                    if b.base_offset >= s.written_offset {
+                        let h = BatchHeader::parse(&b.bytes).expect("queued batches were validated");
+                        record_header(&mut producers, &h, h.max_timestamp);
+                    }
+                }
+                s.producers = producers;
+                false
+            } else {
+                s.written_offset = new_end;
+                true
+            }
+        };
+        if !cut_written {
+            return Ok(new_end);
+        }
+        Self::rebuild_producer_state(this).await?;
+        Ok(new_end)
+    }
+
+    /// Cuts the written log at the batch holding `offset` (below the written
+    /// end): deletes later segments, cuts and re-opens the one holding it.
+    /// Returns the new end.
+    async fn cut_segments(this: &std::cell::RefCell<Self>, offset: i64) -> Result<i64, EngineError> {
+        let (storage, dir, base, file, mut pos, size) = {
+            let s = this.borrow();
+            let (&base, seg) = s.segments.range(..=offset).next_back().expect("offset >= log start >= first base");
+            let (_, pos) = seg.index.lookup(offset);
+            (s.storage_clone(), s.dir.clone(), base, seg.file.clone(), pos as u64, seg.size)
+        };
+        // The first batch that ends at or after `offset` goes, with all after it.
+        let mut new_end = offset;
+        while pos + batch::BATCH_HEADER_LEN as u64 <= size {
+            let head = read_at(&*file, pos, batch::BATCH_HEADER_LEN).await?;
+            let h = BatchHeader::parse(&head).map_err(EngineError::Batch)?;
+            if h.last_offset() >= offset {
+                new_end = h.base_offset.min(offset);
+                break;
+            }
+            pos += h.total_len() as u64;
+        }
+        let pos = pos.min(size);
+        let later: Vec<i64> = this.borrow().segments.range(base + 1..).map(|(b, _)| *b).collect();
+        for b in later.into_iter().rev() {
+            let seg = this.borrow_mut().segments.remove(&b).expect("listed");
+            seg.remove_files();
+        }
+        crate::segment::sync_dir(&dir)?;
+        let path = file.path().to_path_buf();
+        file.truncate(pos).await.map_err(|e| EngineError::Io { op: "truncate", path: path.clone(), source: e })?;
+        file.sync_data().await.map_err(|e| EngineError::Io { op: "fdatasync after truncate", path, source: e })?;
+        // Re-open the cut segment as the active one: recovery drops index
+        // entries past the new end and rewrites the index files.
+        this.borrow_mut().segments.remove(&base);
+        drop(file);
+        let seg = Segment::recover(&storage, &dir, base, true).await?;
+        let carry = seg.read_tail_block().await?;
+        assert!(seg.next_offset <= new_end, "the cut segment ends at or before the cut");
+        let mut s = this.borrow_mut();
+        s.preallocated_to = align_up(seg.size);
+        s.carry = carry;
+        s.segments.insert(base, seg);
+        Ok(new_end)
+    }
+
     pub async fn roll_now(this: &std::cell::RefCell<Self>, now_ms: i64) -> Result<(), EngineError> {
         Self::with_flush_turn(this, async {
             Self::flush_inner(this, now_ms, true).await?;
@@ -990,26 +1165,12 @@ impl<S: SegmentStorage + Clone> PartitionLog<S> {
     /// Marks the partition deleted: waiters fail, the flusher stops.
     pub fn shutdown_deleted(&mut self) {
         self.durable.fail("partition deleted".into());
-        self.high_watermark.fail("partition deleted".into());
         self.flush_bell.close();
     }
 
     /// Offset of the segment base paths (for tools and tests).
     pub fn segment_paths(&self) -> Vec<PathBuf> {
         self.segments.keys().map(|b| log_path(&self.dir, *b)).collect()
-    }
-
-    /// The largest offset whose batch epoch is <= `epoch`, plus one (the end
-    /// offset of that epoch), for OffsetForLeaderEpoch. Single leader epoch
-    /// history for now: epochs only change with replication.
-    pub fn end_offset_for_epoch(&self, epoch: i32) -> (i32, i64) {
-        // Kafka: the current epoch ends at the log end; an epoch above every
-        // known one (or below the first) is undefined (-1, -1).
-        if epoch == self.leader_epoch {
-            (self.leader_epoch, self.next_offset)
-        } else {
-            (-1, -1)
-        }
     }
 }
 

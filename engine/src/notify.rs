@@ -18,6 +18,8 @@ struct WatchState {
     failed: Option<String>,
     waiters: Vec<Waker>,
     generation: u64,
+    /// Times the value was moved back (`truncate`).
+    truncations: u64,
 }
 
 /// A watched, non-decreasing offset. Cloning shares the same watch.
@@ -45,10 +47,14 @@ impl OffsetWatch {
             }
         }
     }
-    pub fn reset(&self, value: i64) {
+    /// Moves the value back to `value` (the log was truncated). Every
+    /// waiter for a target fails: what it waited for may never come, and
+    /// data appended later under the same offsets is not what it wrote.
+    pub fn truncate(&self, value: i64) {
         let mut s = self.0.borrow_mut();
-        s.value = value;
+        s.value = s.value.min(value);
         s.generation += 1;
+        s.truncations += 1;
         for w in s.waiters.drain(..) {
             w.wake();
         }
@@ -67,11 +73,13 @@ impl OffsetWatch {
     }
     /// Resolves when the value is >= target, or with the failure reason.
     pub fn wait_for(&self, target: i64) -> WaitFor {
-        WaitFor { watch: self.clone(), target: Some(target), since_generation: 0 }
+        let truncations = self.0.borrow().truncations;
+        WaitFor { watch: self.clone(), target: Some(target), since_generation: 0, truncations }
     }
     /// Resolves on the next change after `generation`.
     pub fn changed_since(&self, generation: u64) -> WaitFor {
-        WaitFor { watch: self.clone(), target: None, since_generation: generation }
+        let truncations = self.0.borrow().truncations;
+        WaitFor { watch: self.clone(), target: None, since_generation: generation, truncations }
     }
 }
 
@@ -79,6 +87,8 @@ pub struct WaitFor {
     watch: OffsetWatch,
     target: Option<i64>,
     since_generation: u64,
+    /// `truncations` when the wait began.
+    truncations: u64,
 }
 
 impl Future for WaitFor {
@@ -87,6 +97,9 @@ impl Future for WaitFor {
         let mut s = self.watch.0.borrow_mut();
         if let Some(reason) = &s.failed {
             return Poll::Ready(Err(reason.clone()));
+        }
+        if self.target.is_some() && s.truncations != self.truncations {
+            return Poll::Ready(Err("log truncated".to_string()));
         }
         let done = match self.target {
             Some(t) => s.value >= t,
@@ -157,6 +170,24 @@ impl Future for BellWait {
 mod tests {
     use super::*;
     use futures_lite::future::{block_on, poll_once};
+
+    #[test]
+    fn truncation_fails_waiters_but_not_later_waits() {
+        let w = OffsetWatch::new(10);
+        let mut pending = Box::pin(w.wait_for(20));
+        assert!(block_on(poll_once(&mut pending)).is_none());
+        w.truncate(5);
+        assert_eq!(w.get(), 5);
+        assert_eq!(block_on(poll_once(&mut pending)), Some(Err("log truncated".into())));
+        // Truncation never moves the value forward.
+        w.truncate(8);
+        assert_eq!(w.get(), 5);
+        // A wait that starts after the truncation is an ordinary wait.
+        let mut later = Box::pin(w.wait_for(7));
+        assert!(block_on(poll_once(&mut later)).is_none());
+        w.advance(7);
+        assert_eq!(block_on(poll_once(&mut later)), Some(Ok(())));
+    }
 
     #[test]
     fn watch_wakes_at_target_and_fails_loudly() {

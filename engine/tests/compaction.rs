@@ -58,7 +58,7 @@ async fn fill(log: &RefCell<Log>, n: usize) {
             }],
         );
         let h = validate_batch(&raw).unwrap();
-        log.borrow_mut().append(BytesMut::from(&raw[..]), &h, 0).unwrap();
+        log.borrow_mut().append(BytesMut::from(&raw[..]), &h, 0, 0).unwrap();
         Log::flush_once(log, 0, false).await.unwrap();
     }
 }
@@ -67,10 +67,10 @@ async fn fill(log: &RefCell<Log>, n: usize) {
 async fn read_all(log: &RefCell<Log>) -> Vec<(i64, String, Option<String>)> {
     let mut out = Vec::new();
     let mut off = log.borrow().log_start_offset();
-    let hw = log.borrow().hw();
+    let hw = log.borrow().local_commit_end();
     while off < hw {
         // Read from disk only: the cache may still hold pre-compaction batches.
-        let r = Log::read_disk(log, off, 1 << 16).await.unwrap();
+        let r = Log::read_disk(log, off, 1 << 16, hw).await.unwrap();
         if r.chunks.is_empty() {
             break;
         }
@@ -220,15 +220,15 @@ fn a_fetch_inside_a_compaction_gap_gets_the_next_batch() {
                 }],
             );
             let h = validate_batch(&raw).unwrap();
-            log.borrow_mut().append(BytesMut::from(&raw[..]), &h, 0).unwrap();
+            log.borrow_mut().append(BytesMut::from(&raw[..]), &h, 0, 0).unwrap();
             Log::flush_once(&log, 0, false).await.unwrap();
         }
         assert!(log.borrow().segment_count() > 3, "several segments");
         Log::compact(&log, 10_000, Throttle::UNLIMITED, None).await.unwrap();
-        let hw = log.borrow().hw();
+        let hw = log.borrow().local_commit_end();
         // Every offset in the gap reads on to the first batch after it.
         for off in [1, 2, 5, 50, hw - 2] {
-            let r = Log::read_disk(&log, off, 1 << 16).await.unwrap();
+            let r = Log::read_disk(&log, off, 1 << 16, hw).await.unwrap();
             assert!(!r.chunks.is_empty(), "a fetch at {off} returned nothing (hw {hw})");
             let data = r.into_bytes();
             let first = BatchHeader::parse(&data).unwrap();

@@ -31,7 +31,7 @@ fn batch(n: usize, tag: &str, ts: i64) -> Vec<u8> {
 
 fn append(log: &RefCell<Log>, raw: &[u8], now: i64) -> (i64, i64) {
     let h = validate_batch(raw).unwrap();
-    let info = log.borrow_mut().append(BytesMut::from(raw), &h, now).unwrap();
+    let info = log.borrow_mut().append(BytesMut::from(raw), &h, now, 0).unwrap();
     (info.base_offset, info.last_offset)
 }
 
@@ -50,10 +50,11 @@ async fn read_all(log: &RefCell<Log>, from: i64) -> Vec<BatchHeader> {
     let mut out = Vec::new();
     let mut off = from;
     loop {
-        let cached = log.borrow().read_cached(off, 64 << 10);
+        let upper = log.borrow().local_commit_end();
+        let cached = log.borrow().read_cached(off, 64 << 10, upper);
         let r = match cached {
             Some(r) => r,
-            None => Log::read_disk(log, off, 64 << 10).await.unwrap(),
+            None => Log::read_disk(log, off, 64 << 10, upper).await.unwrap(),
         };
         if r.chunks.is_empty() {
             break;
@@ -86,7 +87,7 @@ fn append_flush_read_and_recover() {
             }
         }
         Log::flush_once(&log, 0, false).await.unwrap();
-        assert_eq!(log.borrow().hw(), 1000);
+        assert_eq!(log.borrow().local_commit_end(), 1000);
         assert!(log.borrow().segment_count() > 3, "rolled into several segments");
         let got = read_all(&log, 0).await;
         assert_eq!(got.iter().map(|h| (h.base_offset, h.last_offset())).collect::<Vec<_>>(), expected);
@@ -107,7 +108,7 @@ fn append_flush_read_and_recover() {
         Log::flush_once(&log, 0, false).await.unwrap();
         assert_eq!(read_all(&log, 999).await.last().unwrap().last_offset(), 1002);
         // Timestamp lookup finds the first batch with a late enough timestamp.
-        let hit = Log::find_by_timestamp(&log, 1100).await.unwrap().unwrap();
+        let hit = Log::find_by_timestamp(&log, 1100, i64::MAX).await.unwrap().unwrap();
         let h = BatchHeader::parse(&hit).unwrap();
         assert!(h.max_timestamp >= 1100 && h.base_offset <= 500);
     });
@@ -176,7 +177,7 @@ fn shard_cache_budget_is_shared_oldest_first() {
         idle.borrow_mut().evict_cache(); // what the shard's sweep does
         assert_eq!(idle.borrow().cached_bytes(), 0, "the idle partition's batches went first");
         assert_eq!(busy.borrow().cached_bytes(), 12 * one, "unwritten batches are never evicted");
-        assert!(idle.borrow().read_cached(0, 1 << 20).is_none(), "idle reads now go to disk");
+        assert!(idle.borrow().read_cached(0, 1 << 20, i64::MAX).is_none(), "idle reads now go to disk");
         Log::flush_once(&busy, 0, false).await.unwrap();
         assert_eq!(busy.borrow().cached_bytes(), 10 * one, "once written, busy keeps the newest 10");
         assert_eq!(read_all(&busy, 0).await.len(), 12, "evicted batches are read from disk");
@@ -330,10 +331,16 @@ fn retention_and_delete_records_move_the_log_start() {
         assert!(start > 0);
         assert!(log.borrow().size_bytes() <= (16 << 10) + (4 << 10));
         assert_eq!(read_all(&log, start).await[0].base_offset, start);
-        let new_start = log.borrow_mut().delete_records_before(1500).unwrap();
+        let new_start = {
+            let end = log.borrow().local_commit_end();
+            log.borrow_mut().delete_records_before(1500, end).unwrap()
+        };
         assert_eq!(new_start, 1500);
         assert_eq!(ledger.bytes(), log.borrow().cached_bytes());
-        assert!(log.borrow_mut().delete_records_before(999_999).is_err());
+        assert!({
+            let end = log.borrow().local_commit_end();
+            log.borrow_mut().delete_records_before(999_999, end).is_err()
+        });
         Log::close(&log, 0).await.unwrap();
         drop(log);
         assert_eq!(ledger.bytes(), 0, "a closed partition stops counting");
@@ -364,13 +371,13 @@ fn readahead_follows_sequential_disk_reads() {
         let ledger = CacheLedger::new(64 << 20);
         let log = open_sharing(d.path(), cfg.clone(), &ledger).await;
         assert!(log.borrow().segment_count() > 3);
-        assert!(log.borrow().read_cached(0, 1 << 20).is_none(), "cold cache: reads go to disk");
+        assert!(log.borrow().read_cached(0, 1 << 20, i64::MAX).is_none(), "cold cache: reads go to disk");
         // Sequential reads, small enough that each leaves more on disk.
         let mut off = 0;
         let mut seen = Vec::new();
         let mut read_ahead_seen = false;
         while off < 8000 {
-            let r = Log::read_disk(&log, off, 2 << 10).await.unwrap();
+            let r = Log::read_disk(&log, off, 2 << 10, i64::MAX).await.unwrap();
             read_ahead_seen |= ledger.readahead_bytes() > 0;
             let data = r.into_bytes();
             assert!(!data.is_empty(), "data at {off}");
@@ -387,7 +394,7 @@ fn readahead_follows_sequential_disk_reads() {
         assert!(read_ahead_seen, "sequential disk reads started readaheads");
         assert_eq!(seen, (0..400).map(|i| i * 20).collect::<Vec<_>>());
         // Jumping back: not the readahead's offset, still the right batch.
-        let r = Log::read_disk(&log, 4005, 2 << 10).await.unwrap().into_bytes();
+        let r = Log::read_disk(&log, 4005, 2 << 10, i64::MAX).await.unwrap().into_bytes();
         assert_eq!(BatchHeader::parse(&r).unwrap().base_offset, 4000);
         // A readahead pending for 4020 meanwhile; more data is appended and
         // flushed; reading on from 4020 still reaches the new batch.

@@ -109,7 +109,7 @@ fn check(fail_sync: bool) {
         let append = |tag: &str| {
             let raw = batch(tag);
             let h = validate_batch(&raw).unwrap();
-            log.borrow_mut().append(BytesMut::from(&raw[..]), &h, 0)
+            log.borrow_mut().append(BytesMut::from(&raw[..]), &h, 0, 0)
         };
         append("ok").unwrap();
         PartitionLog::flush_once(&log, 0, false).await.unwrap();
@@ -128,7 +128,7 @@ fn check(fail_sync: bool) {
         // The producer waiting for the doomed record is told, not acknowledged.
         assert!(waiter.await.is_err());
         assert_eq!(log.borrow().durable.get(), 1, "nothing after the failure is durable");
-        assert_eq!(log.borrow().hw(), 1, "consumers never see the unsynced record");
+        assert_eq!(log.borrow().local_commit_end(), 1, "consumers never see the unsynced record");
         assert!(log.borrow().poisoned().is_some());
         // Further appends are refused; flushing does not retry the failed I/O.
         assert!(matches!(append("later"), Err(EngineError::Poisoned(_))));
@@ -159,7 +159,7 @@ async fn open_log(storage: FaultyStorage, dir: &Path) -> RefCell<PartitionLog<Fa
 fn append_value(log: &RefCell<PartitionLog<FaultyStorage>>, value: &[u8]) {
     let raw = build_batch(0, 1, &[RecordSpec { key: None, value: Some(value), headers: vec![], timestamp_delta: 0 }]);
     let h = validate_batch(&raw).unwrap();
-    log.borrow_mut().append(BytesMut::from(&raw[..]), &h, 0).unwrap();
+    log.borrow_mut().append(BytesMut::from(&raw[..]), &h, 0, 0).unwrap();
 }
 
 /// One chunk of a multi-chunk round fails: the partition is poisoned, nothing

@@ -12,7 +12,8 @@
 //! Owned by the shard that owns the offsets partition; no other shard
 //! touches it (requests come through `Router::call`).
 
-use ringbroker_replication::{commit_wait, Acks, CommitWait};
+use ringbroker_replication::partition::PartitionError;
+use ringbroker_replication::Acks;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -26,7 +27,7 @@ use ringbroker_groups::group::{Effect, JoinResponse, SyncResponse};
 use ringbroker_groups::records::Record;
 use ringbroker_groups::{GroupConfig, GroupError};
 
-use crate::shard::{Log, PartitionHandle, Shard};
+use crate::shard::{PartitionHandle, Shard};
 
 /// Kafka's internal topic for group metadata and committed offsets.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
@@ -70,17 +71,14 @@ impl PartitionCoordinator {
     /// Replays the partition's log into the state machine, then opens it for
     /// requests.
     pub async fn load(self: &Rc<Self>) {
-        let (start, end) = {
-            let l = self.log.log.borrow();
-            (l.log_start_offset(), l.hw())
-        };
+        let (start, end) = (self.log.log().borrow().log_start_offset(), self.log.replica.high_watermark());
         let mut offset = start;
         let mut replayed = 0u64;
         while offset < end {
-            let cached = self.log.log.borrow().read_cached(offset, 1 << 20);
+            let cached = self.log.replica.read_cached(offset, 1 << 20);
             let r = match cached {
                 Some(r) => r,
-                None => match Log::read_disk(&self.log.log, offset, 1 << 20).await {
+                None => match self.log.replica.read_disk(offset, 1 << 20).await {
                     Ok(r) => r,
                     Err(e) => {
                         tracing::error!(partition = self.partition, error = %e, "replaying __consumer_offsets failed");
@@ -209,28 +207,22 @@ impl PartitionCoordinator {
             .collect();
         let raw = build_batch(0, now_ms(), &specs);
         let header = validate_batch(&raw).expect("coordinator batches are well formed");
-        let (end, durable, policy) = {
-            let mut log = self.log.log.borrow_mut();
-            match log.append(BytesMut::from(&raw[..]), &header, now_ms()) {
-                Ok(info) => (info.last_offset + 1, log.durable.clone(), log.config().flush_policy),
-                Err(e) => {
-                    tracing::error!(partition = self.partition, error = %e, "appending to __consumer_offsets failed");
-                    return Err(GroupError::CoordinatorNotAvailable);
-                }
+        let replica = &self.log.replica;
+        let end = match replica.append(BytesMut::from(&raw[..]), &header, now_ms()) {
+            Ok(info) => info.last_offset + 1,
+            Err(PartitionError::NotLeader(_)) => return Err(GroupError::NotCoordinator),
+            Err(e) => {
+                tracing::error!(partition = self.partition, error = %e, "appending to __consumer_offsets failed");
+                return Err(GroupError::CoordinatorNotAvailable);
             }
         };
         // The same wait as an acks=all produce to this partition: under
         // flush.policy=interval/never that is the append itself (a commit
         // used to wait up to flush.ms for the next periodic sync).
-        match commit_wait(Acks::All, policy, 1, end) {
-            CommitWait::Nothing => Ok(()),
-            CommitWait::LocalDurable { end_offset } | CommitWait::Committed { end_offset } => {
-                durable.wait_for(end_offset).await.map_err(|reason| {
-                    tracing::error!(partition = self.partition, %reason, "__consumer_offsets write failed");
-                    GroupError::CoordinatorNotAvailable
-                })
-            }
-        }
+        replica.wait_committed(replica.commit_wait(Acks::All, end)).await.map_err(|reason| {
+            tracing::error!(partition = self.partition, %reason, "__consumer_offsets write failed");
+            GroupError::CoordinatorNotAvailable
+        })
     }
 
     /// Fires due timers. Stale deadlines are harmless: the state machine

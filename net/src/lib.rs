@@ -10,6 +10,7 @@ pub mod handlers;
 pub mod log_limit;
 pub mod metadata;
 pub mod metrics;
+pub mod partition_map;
 pub mod router;
 pub mod server;
 pub mod shard;

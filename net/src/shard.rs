@@ -22,6 +22,7 @@ use ringbroker_engine::config::{FlushPolicy, LogConfig};
 use ringbroker_engine::io::DmaStorage;
 use ringbroker_engine::log::PartitionLog;
 use ringbroker_engine::now_ms;
+use ringbroker_replication::partition::Partition;
 
 use crate::config::{BrokerConfig, CoreTuning};
 use crate::metadata::{placement, MetadataChange, MetadataImage, MetadataStore};
@@ -29,16 +30,23 @@ use crate::metrics::ShardMetrics;
 use crate::router::{Router, ShardId};
 
 pub type Log = PartitionLog<DmaStorage>;
+pub type Replica = Partition<DmaStorage>;
 
-/// Which partition: topic name and index.
-pub type TopicPartition = (String, i32);
 
 /// One partition owned by this shard.
 pub struct PartitionHandle {
     pub topic: String,
     pub partition: i32,
     pub topic_id: [u8; 16],
-    pub log: RefCell<Log>,
+    /// This broker's replica: high watermark, epochs, role, and the log.
+    pub replica: Replica,
+}
+
+impl PartitionHandle {
+    /// The storage underneath the replica.
+    pub fn log(&self) -> &RefCell<Log> {
+        self.replica.log()
+    }
 }
 
 pub struct Shard {
@@ -47,7 +55,7 @@ pub struct Shard {
     pub tuning: CoreTuning,
     pub router: Router,
     pub metadata: RefCell<Arc<MetadataImage>>,
-    pub partitions: RefCell<HashMap<TopicPartition, Rc<PartitionHandle>>>,
+    pub partitions: RefCell<crate::partition_map::PartitionMap>,
     /// Only on shard 0: the durable metadata and a lock that serialises changes.
     pub metadata_store: Option<RefCell<MetadataStore>>,
     pub admin_lock: glommio::sync::Semaphore,
@@ -102,7 +110,7 @@ impl Shard {
     }
 
     pub fn partition(&self, topic: &str, partition: i32) -> Option<Rc<PartitionHandle>> {
-        self.partitions.borrow().get(&(topic.to_string(), partition)).cloned()
+        self.partitions.borrow().get(topic, partition).cloned()
     }
 
     /// Topic config defaults (by topic config name) and where each comes
@@ -152,22 +160,22 @@ impl Shard {
             }
         }
         // Drop partitions whose topic is gone or was recreated with a new id.
-        let gone: Vec<TopicPartition> = self
+        let gone: Vec<Rc<PartitionHandle>> = self
             .partitions
             .borrow()
-            .iter()
-            .filter(|(k, h)| img.topic(&k.0).map(|t| t.id != h.topic_id || k.1 >= t.partitions).unwrap_or(true))
-            .map(|(k, _)| k.clone())
+            .values()
+            .filter(|h| img.topic(&h.topic).map(|t| t.id != h.topic_id || h.partition >= t.partitions).unwrap_or(true))
+            .cloned()
             .collect();
-        for k in gone {
-            if k.0 == crate::coordinator::OFFSETS_TOPIC {
-                if let Some(c) = self.coordinators.borrow_mut().remove(&k.1) {
+        for h in gone {
+            if h.topic == crate::coordinator::OFFSETS_TOPIC {
+                if let Some(c) = self.coordinators.borrow_mut().remove(&h.partition) {
                     c.unload();
                 }
             }
-            let h = self.partitions.borrow_mut().remove(&k).expect("present");
-            h.log.borrow_mut().shutdown_deleted();
-            let dir = h.log.borrow().dir().to_path_buf();
+            self.partitions.borrow_mut().remove(&h.topic, h.partition).expect("present");
+            h.replica.shutdown_deleted();
+            let dir = h.replica.dir().to_path_buf();
             if let Err(e) = std::fs::remove_dir_all(&dir) {
                 tracing::warn!(dir = %dir.display(), error = %e, "removing deleted partition");
             }
@@ -177,22 +185,27 @@ impl Shard {
         for (topic, p, id) in wanted {
             let cfg = self.log_config(&img, &topic);
             if let Some(h) = self.partition(&topic, p) {
-                if h.log.borrow().config() != &cfg {
-                    h.log.borrow_mut().set_config(cfg);
-                    h.log.borrow().flush_bell.ring();
+                if h.log().borrow().config() != &cfg {
+                    h.log().borrow_mut().set_config(cfg);
+                    h.log().borrow().flush_bell.ring();
+                    // flush.policy decides what a single replica commits.
+                    h.replica.update_high_watermark();
                 }
                 continue;
             }
             let dir = partition_dir(&self.config.broker.data_dir, &topic, p);
-            match Log::open(DmaStorage, &dir, cfg, self.cache.clone()).await {
-                Ok(log) => {
-                    let h = Rc::new(PartitionHandle {
-                        topic: topic.clone(),
-                        partition: p,
-                        topic_id: id,
-                        log: RefCell::new(log),
-                    });
-                    self.partitions.borrow_mut().insert((topic, p), h.clone());
+            let opened = match Log::open(DmaStorage, &dir, cfg, self.cache.clone()).await {
+                Ok(log) => Replica::new(log).and_then(|r| {
+                    // One broker: this replica leads, in epoch 0, alone in its ISR.
+                    r.become_leader(0, 1)?;
+                    Ok(r)
+                }),
+                Err(e) => Err(e),
+            };
+            match opened {
+                Ok(replica) => {
+                    let h = Rc::new(PartitionHandle { topic: topic.clone(), partition: p, topic_id: id, replica });
+                    self.partitions.borrow_mut().insert(h.clone());
                     self.metrics.partitions.fetch_add(1, Ordering::Relaxed);
                     glommio::spawn_local(flusher(self.clone(), h.clone())).detach();
                     if h.topic == crate::coordinator::OFFSETS_TOPIC {
@@ -240,7 +253,7 @@ impl Shard {
     pub async fn close_partitions(&self) {
         let parts: Vec<_> = self.partitions.borrow().values().cloned().collect();
         for h in parts {
-            if let Err(e) = Log::close(&h.log, now_ms()).await {
+            if let Err(e) = h.replica.close(now_ms()).await {
                 tracing::error!(topic = %h.topic, partition = h.partition, error = %e, "closing partition");
             }
         }
@@ -255,7 +268,7 @@ impl Shard {
             let parts: Vec<_> = self.partitions.borrow().values().cloned().collect();
             let mut held = 0;
             for h in parts {
-                let mut log = h.log.borrow_mut();
+                let mut log = h.log().borrow_mut();
                 log.evict_cache();
                 held += log.cached_bytes();
             }
@@ -273,16 +286,16 @@ impl Shard {
             let parts: Vec<_> = self.partitions.borrow().values().cloned().collect();
             for h in parts {
                 let now = now_ms();
-                if h.log.borrow().active_segment_expired(now) {
-                    if let Err(e) = Log::roll_now(&h.log, now).await {
+                if h.log().borrow().active_segment_expired(now) {
+                    if let Err(e) = h.replica.roll_now(now).await {
                         tracing::error!(topic = %h.topic, partition = h.partition, error = %e, "time-based roll");
                     }
                 }
-                let expired = h.log.borrow_mut().expire_producers(now, self.config.broker.producer_id_expiration_ms);
+                let expired = h.log().borrow_mut().expire_producers(now, self.config.broker.producer_id_expiration_ms);
                 if expired > 0 {
                     tracing::debug!(topic = %h.topic, partition = h.partition, producers = expired, "expired idle producer state");
                 }
-                let r = h.log.borrow_mut().apply_retention(now);
+                let r = h.replica.apply_retention(now);
                 match r {
                     Ok(n) if n > 0 => {
                         tracing::info!(topic = %h.topic, partition = h.partition, segments = n, "retention deleted segments")
@@ -304,13 +317,13 @@ pub async fn cleaner_loop(shard: Rc<Shard>) {
         glommio::timer::sleep(every).await;
         let parts: Vec<_> = shard.partitions.borrow().values().cloned().collect();
         for h in parts {
-            if !h.log.borrow().config().cleanup_policy.compact || h.log.borrow().poisoned().is_some() {
+            if !h.log().borrow().config().cleanup_policy.compact || h.log().borrow().poisoned().is_some() {
                 continue;
             }
             let throttle = ringbroker_engine::cleaner::Throttle {
                 bytes_per_sec: shard.config.broker.log_cleaner_io_max_bytes_per_second,
             };
-            match Log::compact(&h.log, now_ms(), throttle, None).await {
+            match Log::compact(h.log(), now_ms(), throttle, None).await {
                 Ok(st) if st.segments_cleaned > 0 => tracing::info!(
                     topic = %h.topic,
                     partition = h.partition,
@@ -331,10 +344,10 @@ pub async fn cleaner_loop(shard: Rc<Shard>) {
 /// to the flush policy. One per partition, so a slow disk for one partition
 /// never reorders another's writes.
 async fn flusher(shard: Rc<Shard>, h: Rc<PartitionHandle>) {
-    let bell = h.log.borrow().flush_bell.clone();
+    let bell = h.log().borrow().flush_bell.clone();
     loop {
         let (policy, flush_ms) = {
-            let l = h.log.borrow();
+            let l = h.log().borrow();
             (l.config().flush_policy, l.config().flush_ms)
         };
         let rung = match policy {
@@ -357,7 +370,7 @@ async fn flusher(shard: Rc<Shard>, h: Rc<PartitionHandle>) {
                         futures::future::Either::Left((false, _)) => break false,
                         // A lot of unwritten data is written early under `never`.
                         futures::future::Either::Left((true, _))
-                            if policy == FlushPolicy::Never && h.log.borrow().wants_flush(now_ms()) =>
+                            if policy == FlushPolicy::Never && h.log().borrow().wants_flush(now_ms()) =>
                         {
                             break true
                         }
@@ -370,12 +383,12 @@ async fn flusher(shard: Rc<Shard>, h: Rc<PartitionHandle>) {
         if !rung {
             break;
         }
-        if h.log.borrow().poisoned().is_some() {
+        if h.log().borrow().poisoned().is_some() {
             break;
         }
         let start = std::time::Instant::now();
         let force = policy == FlushPolicy::Interval;
-        match Log::flush_once(&h.log, now_ms(), force).await {
+        match h.replica.flush_once(now_ms(), force).await {
             Ok(()) => {
                 shard.metrics.flushes.fetch_add(1, Ordering::Relaxed);
                 shard.metrics.flush_latency.record_us(start.elapsed().as_micros() as u64);
@@ -387,7 +400,7 @@ async fn flusher(shard: Rc<Shard>, h: Rc<PartitionHandle>) {
         }
         // Appends that arrived during the flush rang the bell again, so the
         // next loop takes them: that is the group commit.
-        if policy == FlushPolicy::Always && h.log.borrow().wants_flush(now_ms()) {
+        if policy == FlushPolicy::Always && h.log().borrow().wants_flush(now_ms()) {
             bell.ring();
         }
     }

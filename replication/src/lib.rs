@@ -8,6 +8,8 @@
 //! `commit_wait` what to wait for, so the replication step slots in between
 //! append and acknowledgement without touching the handlers.
 
+pub mod partition;
+
 use ringbroker_engine::config::FlushPolicy;
 
 /// Kafka's `acks` setting of a produce request.

@@ -64,13 +64,13 @@ pub async fn offset_for_leader_epoch(
                             match s.partition(&topic, pi) {
                                 None => (ResponseError::NotLeaderOrFollower.code(), -1, -1),
                                 Some(h) => {
-                                    let l = h.log.borrow();
-                                    if current > l.leader_epoch() {
+                                    let r = &h.replica;
+                                    if current > r.leader_epoch() {
                                         (ResponseError::UnknownLeaderEpoch.code(), -1, -1)
-                                    } else if current >= 0 && current < l.leader_epoch() {
+                                    } else if current >= 0 && current < r.leader_epoch() {
                                         (ResponseError::FencedLeaderEpoch.code(), -1, -1)
                                     } else {
-                                        let (e, off) = l.end_offset_for_epoch(want);
+                                        let (e, off) = r.end_offset_for_epoch(want);
                                         (0, e, off)
                                     }
                                 }
@@ -112,10 +112,9 @@ pub async fn delete_records(shard: &Rc<Shard>, req: DeleteRecordsRequest, _versi
                             match s.partition(&topic, pi) {
                                 None => (ResponseError::NotLeaderOrFollower.code(), -1),
                                 Some(h) => {
-                                    let mut l = h.log.borrow_mut();
                                     // -1 means "up to the high watermark".
-                                    let target = if offset == -1 { l.hw() } else { offset };
-                                    match l.delete_records_before(target) {
+                                    let target = if offset == -1 { h.replica.high_watermark() } else { offset };
+                                    match h.replica.delete_records_before(target) {
                                         Ok(low) => (0, low),
                                         Err(ringbroker_engine::EngineError::OffsetOutOfRange { .. }) => {
                                             (ResponseError::OffsetOutOfRange.code(), -1)

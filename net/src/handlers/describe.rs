@@ -129,11 +129,14 @@ pub async fn describe_log_dirs(
         for p in parts {
             let owner = shard.owner(&t.id, p);
             let topic = t.name.clone();
-            let size = shard
-                .router
-                .call(shard, owner, move |s| async move { s.partition(&topic, p).map(|h| h.log.borrow().size_bytes()) })
-                .await
-                .flatten();
+            let size =
+                shard
+                    .router
+                    .call(shard, owner, move |s| async move {
+                        s.partition(&topic, p).map(|h| h.log().borrow().size_bytes())
+                    })
+                    .await
+                    .flatten();
             if let Some(size) = size {
                 out.push(
                     DescribeLogDirsPartition::default()
@@ -195,7 +198,7 @@ pub async fn describe_producers(
                         .router
                         .call(shard, owner, move |s| async move {
                             let h = s.partition(&topic, p)?;
-                            let log = h.log.borrow();
+                            let log = h.log().borrow();
                             let list: Vec<(i64, i16, i32, i64)> = log
                                 .producers()
                                 .entries()

@@ -16,7 +16,7 @@ use kafka_protocol::ResponseError;
 
 use super::fetch_encode::{self, FetchedPartition, FetchedTopic};
 use crate::router::ShardId;
-use crate::shard::{Log, Shard};
+use crate::shard::{Replica, Shard};
 
 #[derive(Clone)]
 struct PartRead {
@@ -251,18 +251,15 @@ async fn read_local(shard: &Rc<Shard>, reads: Vec<PartRead>) -> Vec<((String, i3
                 records: Vec::new(),
             },
             Some(h) => {
-                let leader_epoch = h.log.borrow().leader_epoch();
+                let leader_epoch = h.replica.leader_epoch();
                 match super::epochs::check_fetch_epochs(r.current_leader_epoch, r.last_fetched_epoch, leader_epoch) {
-                    Err(e) => {
-                        let l = h.log.borrow();
-                        PartResult {
-                            error_code: e.code(),
-                            high_watermark: l.hw(),
-                            log_start_offset: l.log_start_offset(),
-                            records: Vec::new(),
-                        }
-                    }
-                    Ok(()) => read_partition(shard, &h.log, r.offset, r.max_bytes).await,
+                    Err(e) => PartResult {
+                        error_code: e.code(),
+                        high_watermark: h.replica.high_watermark(),
+                        log_start_offset: h.log().borrow().log_start_offset(),
+                        records: Vec::new(),
+                    },
+                    Ok(()) => read_partition(shard, &h.replica, r.offset, r.max_bytes).await,
                 }
             }
         };
@@ -271,11 +268,13 @@ async fn read_local(shard: &Rc<Shard>, reads: Vec<PartRead>) -> Vec<((String, i3
     futures::future::join_all(reads).await
 }
 
-async fn read_partition(shard: &Shard, log: &std::cell::RefCell<Log>, offset: i64, max_bytes: usize) -> PartResult {
-    let (hw, start, end, cached) = {
-        let l = log.borrow();
-        (l.hw(), l.log_start_offset(), l.next_offset(), l.read_cached(offset, max_bytes))
+async fn read_partition(shard: &Shard, replica: &Replica, offset: i64, max_bytes: usize) -> PartResult {
+    let hw = replica.high_watermark();
+    let (start, end) = {
+        let l = replica.log().borrow();
+        (l.log_start_offset(), l.next_offset())
     };
+    let cached = replica.read_cached(offset, max_bytes);
     if offset < start || offset > end {
         return PartResult {
             error_code: ResponseError::OffsetOutOfRange.code(),
@@ -294,7 +293,7 @@ async fn read_partition(shard: &Shard, log: &std::cell::RefCell<Log>, offset: i6
         }
         None => {
             shard.metrics.fetch_disk_reads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            match Log::read_disk(log, offset, max_bytes).await {
+            match replica.read_disk(offset, max_bytes).await {
                 Ok(r) => r.chunks,
                 Err(e) => {
                     tracing::error!(error = %e, "fetch read failed");
@@ -320,7 +319,7 @@ async fn wait_local(shard: &Rc<Shard>, positions: Vec<(String, i32, i64)>, max_w
             continue;
         }
         if let Some(h) = shard.partition(&t, p) {
-            let hw = h.log.borrow().high_watermark.clone();
+            let hw = h.replica.high_watermark_watch();
             waits.push(Box::pin(async move {
                 let _ = hw.wait_for(offset.saturating_add(1)).await;
             }) as std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>);

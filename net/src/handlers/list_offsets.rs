@@ -8,7 +8,7 @@ use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use kafka_protocol::records::RecordBatchDecoder;
 use kafka_protocol::ResponseError;
 
-use crate::shard::{Log, Shard};
+use crate::shard::{Replica, Shard};
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
@@ -22,8 +22,8 @@ pub async fn handle(shard: &Rc<Shard>, req: ListOffsetsRequest, version: i16) ->
         let mut tr = ListOffsetsTopicResponse::default().with_name(t.name.clone());
         for p in t.partitions {
             let meta = img.topic(&name).filter(|m| p.partition_index >= 0 && p.partition_index < m.partitions);
-            let (error, ts, offset) = match meta {
-                None => (ResponseError::UnknownTopicOrPartition.code(), -1, -1),
+            let (error, ts, offset, epoch) = match meta {
+                None => (ResponseError::UnknownTopicOrPartition.code(), -1, -1, -1),
                 Some(m) => {
                     let owner = shard.owner(&m.id, p.partition_index);
                     let topic = name.clone();
@@ -36,15 +36,15 @@ pub async fn handle(shard: &Rc<Shard>, req: ListOffsetsRequest, version: i16) ->
                     shard
                         .router
                         .call(shard, owner, move |s| async move {
-                            let epoch = s.partition(&topic, pi).map(|h| h.log.borrow().leader_epoch());
+                            let epoch = s.partition(&topic, pi).map(|h| h.replica.leader_epoch());
                             match epoch.map(|e| super::epochs::check_current_epoch(current_epoch, e)) {
-                                _ if unsupported => (ResponseError::UnsupportedVersion.code(), -1, -1),
-                                Some(Err(e)) => (e.code(), -1, -1),
+                                _ if unsupported => (ResponseError::UnsupportedVersion.code(), -1, -1, -1),
+                                Some(Err(e)) => (e.code(), -1, -1, -1),
                                 _ => lookup_local(&s, &topic, pi, target).await,
                             }
                         })
                         .await
-                        .unwrap_or((ResponseError::NotLeaderOrFollower.code(), -1, -1))
+                        .unwrap_or((ResponseError::NotLeaderOrFollower.code(), -1, -1, -1))
                 }
             };
             let mut pr = ListOffsetsPartitionResponse::default()
@@ -54,7 +54,7 @@ pub async fn handle(shard: &Rc<Shard>, req: ListOffsetsRequest, version: i16) ->
                 .with_offset(offset);
             if version >= 4 {
                 // The epoch of the record found; -1 when none was (or on error).
-                pr = pr.with_leader_epoch(if error == 0 && offset >= 0 { 0 } else { -1 });
+                pr = pr.with_leader_epoch(if error == 0 && offset >= 0 { epoch } else { -1 });
             }
             tr.partitions.push(pr);
         }
@@ -63,20 +63,31 @@ pub async fn handle(shard: &Rc<Shard>, req: ListOffsetsRequest, version: i16) ->
     ListOffsetsResponse::default().with_topics(topics)
 }
 
-/// Runs on the owner shard. Returns (error code, timestamp, offset).
-async fn lookup_local(shard: &Rc<Shard>, topic: &str, partition: i32, target: i64) -> (i16, i64, i64) {
+/// Runs on the owner shard. Returns (error code, timestamp, offset, leader
+/// epoch of that offset).
+async fn lookup_local(shard: &Rc<Shard>, topic: &str, partition: i32, target: i64) -> (i16, i64, i64, i32) {
     let Some(h) = shard.partition(topic, partition) else {
-        return (ResponseError::NotLeaderOrFollower.code(), -1, -1);
+        return (ResponseError::NotLeaderOrFollower.code(), -1, -1, -1);
     };
-    let (start, hw) = {
-        let l = h.log.borrow();
-        (l.log_start_offset(), l.hw())
+    let (code, ts, offset) = lookup_offset(&h, target).await;
+    // Kafka answers the latest offset with the current epoch, and a found
+    // offset with the epoch its batch was written in.
+    let history = h.replica.epoch_history();
+    let epoch = if target == LATEST {
+        history.latest().map(|(e, _)| e).unwrap_or(-1)
+    } else {
+        history.epoch_at(offset).unwrap_or(-1)
     };
+    (code, ts, offset, epoch)
+}
+
+async fn lookup_offset(h: &crate::shard::PartitionHandle, target: i64) -> (i16, i64, i64) {
+    let (start, hw) = (h.log().borrow().log_start_offset(), h.replica.high_watermark());
     match target {
         EARLIEST => (0, -1, start),
         LATEST => (0, -1, hw),
-        MAX_TIMESTAMP => max_timestamp(&h.log, start, hw).await,
-        ts if ts >= 0 => match Log::find_by_timestamp(&h.log, ts).await {
+        MAX_TIMESTAMP => max_timestamp(&h.replica, start, hw).await,
+        ts if ts >= 0 => match h.replica.find_by_timestamp(ts).await {
             Ok(Some(batch)) => {
                 let mut b = batch;
                 match RecordBatchDecoder::decode(&mut b) {
@@ -102,17 +113,17 @@ async fn lookup_local(shard: &Rc<Shard>, topic: &str, partition: i32, target: i6
 }
 
 /// The record with the largest timestamp (first one if tied): scans batches.
-async fn max_timestamp(log: &std::cell::RefCell<Log>, start: i64, hw: i64) -> (i16, i64, i64) {
+async fn max_timestamp(replica: &Replica, start: i64, hw: i64) -> (i16, i64, i64) {
     let mut best: (i64, i64) = (-1, -1);
     let mut offset = start;
     while offset < hw {
-        let r = match log.borrow().read_cached(offset, 1 << 20) {
+        let r = match replica.read_cached(offset, 1 << 20) {
             Some(r) => Ok(r),
             None => Err(()),
         };
         let r = match r {
             Ok(r) => r,
-            Err(()) => match Log::read_disk(log, offset, 1 << 20).await {
+            Err(()) => match replica.read_disk(offset, 1 << 20).await {
                 Ok(r) => r,
                 Err(_) => return (ResponseError::KafkaStorageError.code(), -1, -1),
             },

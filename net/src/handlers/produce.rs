@@ -17,7 +17,8 @@ use ringbroker_engine::batch::{split_record_set, BatchError, BatchHeader};
 use ringbroker_engine::now_ms;
 use ringbroker_engine::producer_state::ProducerError;
 use ringbroker_engine::EngineError;
-use ringbroker_replication::{commit_wait, Acks, CommitWait};
+use ringbroker_replication::partition::PartitionError;
+use ringbroker_replication::Acks;
 
 use crate::shard::Shard;
 
@@ -146,7 +147,7 @@ pub async fn append_local(
     if records.is_empty() || records.get(MAGIC_OFF).is_some_and(|m| *m != 2) {
         return PartitionOutcome::err(ResponseError::InvalidRecord, Some("only v2 record batches are accepted".into()));
     }
-    let max = h.log.borrow().config().max_message_bytes;
+    let max = h.log().borrow().config().max_message_bytes;
     let ranges = match split_record_set(&records, max) {
         Ok(r) => r,
         Err(BatchError::BatchTooLarge { size, max }) => {
@@ -182,7 +183,7 @@ pub async fn append_local(
     let now = now_ms();
     let mut recompressed: Vec<Option<Vec<u8>>> = Vec::with_capacity(ranges.len());
     {
-        let log = h.log.borrow();
+        let log = h.log().borrow();
         for (start, end) in &ranges {
             let raw = &records[*start..*end];
             let header = BatchHeader::parse(raw).expect("validated by split_record_set");
@@ -203,7 +204,7 @@ pub async fn append_local(
     // Kafka refuses keyless records on compacted topics: compaction keeps
     // the latest record per key, so a record without one could never be
     // compacted away.
-    if h.log.borrow().config().cleanup_policy.compact {
+    if h.log().borrow().config().cleanup_policy.compact {
         for (start, end) in &ranges {
             let mut batch = records.slice(*start..*end);
             match kafka_protocol::records::RecordBatchDecoder::decode(&mut batch) {
@@ -223,7 +224,6 @@ pub async fn append_local(
     let mut append_time = -1;
     let mut record_count = 0u64;
     {
-        let mut log = h.log.borrow_mut();
         for ((start, end), rebuilt) in ranges.iter().zip(recompressed) {
             // One copy: the batch header fields are stamped in place.
             let raw: &[u8] = match &rebuilt {
@@ -233,17 +233,24 @@ pub async fn append_local(
             let header = BatchHeader::parse(raw).expect("validated by split_record_set or built by recompress");
             record_count += header.record_count.max(0) as u64;
             let buf = BytesMut::from(raw);
-            match log.append(buf, &header, now) {
+            match h.replica.append(buf, &header, now) {
                 Ok(info) => {
                     first.get_or_insert(info.base_offset);
                     last = info.last_offset;
                     append_time = info.log_append_time_ms;
                 }
-                Err(EngineError::Producer(ProducerError::OutOfOrderSequence { .. })) if first.is_none() => {
+                Err(PartitionError::Engine(EngineError::Producer(ProducerError::OutOfOrderSequence { .. })))
+                    if first.is_none() =>
+                {
                     return PartitionOutcome::err(ResponseError::OutOfOrderSequenceNumber, None)
                 }
-                Err(EngineError::Producer(ProducerError::InvalidProducerEpoch { .. })) if first.is_none() => {
+                Err(PartitionError::Engine(EngineError::Producer(ProducerError::InvalidProducerEpoch { .. })))
+                    if first.is_none() =>
+                {
                     return PartitionOutcome::err(ResponseError::InvalidProducerEpoch, None)
+                }
+                Err(PartitionError::NotLeader(_)) if first.is_none() => {
+                    return PartitionOutcome::err(ResponseError::NotLeaderOrFollower, None)
                 }
                 Err(e) => return PartitionOutcome::err(ResponseError::KafkaStorageError, Some(e.to_string())),
             }
@@ -251,20 +258,12 @@ pub async fn append_local(
     }
     shard.metrics.produce_records.fetch_add(record_count, std::sync::atomic::Ordering::Relaxed);
     shard.metrics.produce_bytes.fetch_add(records.len() as u64, std::sync::atomic::Ordering::Relaxed);
-    let (policy, durable, hw) = {
-        let log = h.log.borrow();
-        (log.config().flush_policy, log.durable.clone(), log.high_watermark.clone())
-    };
     let acks = Acks::from_kafka(acks).expect("checked by the handler");
-    let waited = match commit_wait(acks, policy, 1, last + 1) {
-        CommitWait::Nothing => Ok(()),
-        CommitWait::LocalDurable { end_offset } => durable.wait_for(end_offset).await,
-        CommitWait::Committed { end_offset } => hw.wait_for(end_offset).await,
-    };
+    let waited = h.replica.wait_committed(h.replica.commit_wait(acks, last + 1)).await;
     if let Err(reason) = waited {
         return PartitionOutcome::err(ResponseError::KafkaStorageError, Some(reason));
     }
-    let log_start = h.log.borrow().log_start_offset();
+    let log_start = h.log().borrow().log_start_offset();
     PartitionOutcome {
         error_code: 0,
         error_message: None,
