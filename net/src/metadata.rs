@@ -1,257 +1,25 @@
-//! Cluster metadata: topics, partitions, their placement on shards, configs.
+//! Cluster metadata on this broker: the controller's durable store and the
+//! image every shard reads.
 //!
 //! The image is immutable and shared as `Arc<MetadataImage>`: every shard
 //! holds the latest one and reads it without locks. Changes are made only by
 //! the controller shard (shard 0) through `MetadataStore::apply`, which
-//! validates, persists atomically, and hands the new image to every shard
-//! before the change is acknowledged. On a single node the store is a file;
-//! the KRaft-style quorum replaces that file with a replicated log later,
-//! keeping the same `MetadataChange` vocabulary.
+//! validates and applies them with the controller's pure state machine
+//! (`ringbroker_controller`), persists atomically, and hands the new image
+//! to every shard before the change is acknowledged. On a single node the
+//! store is a file; the Raft metadata quorum replaces that file with a
+//! replicated log of the same changes.
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
-
 use kafka_protocol::ResponseError;
 
-/// Shard that owns a partition: a stable hash of (topic id, partition) over
-/// the shard count, so placement does not depend on creation order.
-pub fn placement(topic_id: &[u8; 16], partition: i32, shard_count: usize) -> usize {
-    let mut key = [0u8; 20];
-    key[..16].copy_from_slice(topic_id);
-    key[16..].copy_from_slice(&partition.to_be_bytes());
-    (xxhash_rust::xxh3::xxh3_64(&key) % shard_count as u64) as usize
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct TopicMeta {
-    pub name: String,
-    pub id: [u8; 16],
-    pub partitions: i32,
-    pub replication_factor: i16,
-    /// Topic-level overrides only; defaults come from the broker config.
-    pub configs: BTreeMap<String, String>,
-    pub internal: bool,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
-pub struct MetadataImage {
-    pub cluster_id: String,
-    /// Incremented by every change.
-    pub version: u64,
-    pub topics: BTreeMap<String, TopicMeta>,
-    /// Producer ids below this have been handed out (in blocks).
-    #[serde(default)]
-    pub next_producer_id: i64,
-    /// Dynamic broker configs (AlterConfigs on a BROKER resource), by
-    /// resource name: "" is the cluster-wide default, "<id>" one broker.
-    /// Keys are broker config names (`log.retention.ms`); each sets the
-    /// default of a topic config for topics without their own override.
-    #[serde(default)]
-    pub broker_configs: BTreeMap<String, BTreeMap<String, String>>,
-}
-
-impl MetadataImage {
-    pub fn topic(&self, name: &str) -> Option<&TopicMeta> {
-        self.topics.get(name)
-    }
-    pub fn topic_by_id(&self, id: &[u8; 16]) -> Option<&TopicMeta> {
-        self.topics.values().find(|t| &t.id == id)
-    }
-}
-
-/// A change to metadata, as it will be recorded in the metadata log.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub enum MetadataChange {
-    CreateTopic {
-        name: String,
-        partitions: i32,
-        replication_factor: i16,
-        configs: BTreeMap<String, String>,
-    },
-    DeleteTopic {
-        name: String,
-    },
-    CreatePartitions {
-        name: String,
-        total: i32,
-    },
-    /// Replaces the topic's overrides whole (AlterConfigs semantics).
-    SetTopicConfigs {
-        name: String,
-        configs: BTreeMap<String, String>,
-    },
-    /// Reserves `count` producer ids starting at the image's `next_producer_id`.
-    AllocateProducerIds {
-        count: i64,
-    },
-    /// Replaces the dynamic configs of a broker resource ("" = cluster default).
-    SetBrokerConfigs {
-        resource: String,
-        configs: BTreeMap<String, String>,
-    },
-}
-
-/// Checks a dynamic broker config. The broker synonyms of topic configs
-/// (`log.retention.ms`, `message.max.bytes`, ...) are validated and set the
-/// topic defaults. Kafka's other dynamically updatable broker configs
-/// (listener, TLS and SASL settings, thread pools, connection limits,
-/// throttles...) are accepted and stored so that tools which set them work,
-/// but they have no effect here (docs/configuration.md); names Kafka does
-/// not know are INVALID_CONFIG.
-pub fn validate_broker_config(name: &str, value: &str) -> Result<(), (ResponseError, String)> {
-    if let Some(key) = ringbroker_engine::config::config_key_by_broker_name(name) {
-        return key.check(value).map_err(|e| (ResponseError::InvalidConfig, format!("{name}: {}", e.reason)));
-    }
-    if is_kafka_dynamic_broker_config(name) {
-        return Ok(());
-    }
-    Err((ResponseError::InvalidConfig, format!("'{name}' is not a broker config that can be changed dynamically")))
-}
-
-/// Kafka 4's dynamically updatable broker configs that are not topic-config
-/// synonyms (Kafka's DynamicBrokerConfig lists them).
-const KAFKA_DYNAMIC_BROKER_CONFIGS: &[&str] = &[
-    "background.threads",
-    "follower.replication.throttled.rate",
-    "leader.replication.throttled.rate",
-    "listener.security.protocol.map",
-    "listeners",
-    "log.cleaner.backoff.ms",
-    "log.cleaner.dedupe.buffer.size",
-    "log.cleaner.io.buffer.load.factor",
-    "log.cleaner.io.buffer.size",
-    "log.cleaner.io.max.bytes.per.second",
-    "log.cleaner.threads",
-    "max.connection.creation.rate",
-    "max.connections",
-    "max.connections.per.ip",
-    "max.connections.per.ip.overrides",
-    "metric.reporters",
-    "num.io.threads",
-    "num.network.threads",
-    "num.recovery.threads.per.data.dir",
-    "num.replica.fetchers",
-    "principal.builder.class",
-    "producer.id.expiration.ms",
-    "replica.alter.log.dirs.io.max.bytes.per.second",
-    "transaction.partition.verification.enable",
-];
-
-fn is_kafka_dynamic_broker_config(name: &str) -> bool {
-    KAFKA_DYNAMIC_BROKER_CONFIGS.contains(&name)
-        || ["ssl.", "sasl.", "listener.name.", "remote.log.manager.", "remote.log.reader.", "remote.log.index."]
-            .iter()
-            .any(|p| name.starts_with(p) && name.len() > p.len())
-}
-
-/// Topic names Kafka accepts: 1..=249 of [a-zA-Z0-9._-], not "." or "..".
-pub fn valid_topic_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 249
-        && name != "."
-        && name != ".."
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
-}
-
-/// Applies a change to an image, or explains (as a Kafka error) why not.
-pub fn apply_change(
-    img: &MetadataImage,
-    change: &MetadataChange,
-    new_id: [u8; 16],
-) -> Result<MetadataImage, (ResponseError, String)> {
-    let mut next = img.clone();
-    match change {
-        MetadataChange::CreateTopic { name, partitions, replication_factor, configs } => {
-            if !valid_topic_name(name) {
-                return Err((ResponseError::InvalidTopicException, format!("invalid topic name '{name}'")));
-            }
-            if img.topics.contains_key(name) {
-                return Err((ResponseError::TopicAlreadyExists, format!("topic '{name}' already exists")));
-            }
-            if *partitions < 1 || *partitions > 100_000 {
-                return Err((
-                    ResponseError::InvalidPartitions,
-                    format!("partitions must be within [1, 100000], got {partitions}"),
-                ));
-            }
-            if *replication_factor != 1 {
-                return Err((
-                    ResponseError::InvalidReplicationFactor,
-                    format!("replication factor {replication_factor} is larger than the 1 available broker"),
-                ));
-            }
-            for (k, v) in configs {
-                ringbroker_engine::config::validate_topic_config(k, v)
-                    .map_err(|e| (ResponseError::InvalidConfig, e.to_string()))?;
-            }
-            next.topics.insert(
-                name.clone(),
-                TopicMeta {
-                    name: name.clone(),
-                    id: new_id,
-                    partitions: *partitions,
-                    replication_factor: *replication_factor,
-                    configs: configs.clone(),
-                    internal: name.starts_with("__"),
-                },
-            );
-        }
-        MetadataChange::DeleteTopic { name } => {
-            if next.topics.remove(name).is_none() {
-                return Err((ResponseError::UnknownTopicOrPartition, format!("unknown topic '{name}'")));
-            }
-        }
-        MetadataChange::CreatePartitions { name, total } => {
-            let t = next
-                .topics
-                .get_mut(name)
-                .ok_or((ResponseError::UnknownTopicOrPartition, format!("unknown topic '{name}'")))?;
-            if *total <= t.partitions {
-                return Err((
-                    ResponseError::InvalidPartitions,
-                    format!("topic has {} partitions; the new count must be larger, got {total}", t.partitions),
-                ));
-            }
-            if *total > 100_000 {
-                return Err((ResponseError::InvalidPartitions, "at most 100000 partitions".into()));
-            }
-            t.partitions = *total;
-        }
-        MetadataChange::SetTopicConfigs { name, configs } => {
-            let t = next
-                .topics
-                .get_mut(name)
-                .ok_or((ResponseError::UnknownTopicOrPartition, format!("unknown topic '{name}'")))?;
-            for (k, v) in configs {
-                ringbroker_engine::config::validate_topic_config(k, v)
-                    .map_err(|e| (ResponseError::InvalidConfig, e.to_string()))?;
-            }
-            t.configs = configs.clone();
-        }
-        MetadataChange::SetBrokerConfigs { resource, configs } => {
-            for (k, v) in configs {
-                validate_broker_config(k, v)?;
-            }
-            if configs.is_empty() {
-                next.broker_configs.remove(resource);
-            } else {
-                next.broker_configs.insert(resource.clone(), configs.clone());
-            }
-        }
-        MetadataChange::AllocateProducerIds { count } => {
-            if *count < 1 || next.next_producer_id.checked_add(*count).is_none() {
-                return Err((ResponseError::UnknownServerError, "producer id space exhausted".into()));
-            }
-            next.next_producer_id += count;
-        }
-    }
-    next.version += 1;
-    Ok(next)
-}
+pub use ringbroker_controller::{
+    apply_change, placement, valid_topic_name, validate_broker_config, MetadataChange, MetadataImage, TopicMeta,
+};
 
 /// The controller's durable copy of the metadata (one JSON file, replaced
 /// atomically with write-to-temp, fsync, rename, fsync of the directory).
@@ -290,7 +58,7 @@ impl MetadataStore {
     /// Validates, persists and installs a change. The caller then distributes
     /// the image to all shards before answering the client.
     pub fn apply(&mut self, change: &MetadataChange) -> Result<Arc<MetadataImage>, (ResponseError, String)> {
-        let next = apply_change(&self.image, change, random_id())?;
+        let next = apply_change(&self.image, change)?;
         write_atomic(&self.path, &serde_json::to_vec_pretty(&next).expect("serializable"))
             .map_err(|e| (ResponseError::KafkaStorageError, format!("persisting metadata: {e}")))?;
         self.image = Arc::new(next);
@@ -335,66 +103,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn create_alter_grow_delete() {
-        let img = MetadataImage::default();
-        let c = MetadataChange::CreateTopic {
-            name: "t".into(),
-            partitions: 3,
-            replication_factor: 1,
-            configs: BTreeMap::new(),
-        };
-        let img = apply_change(&img, &c, [1; 16]).unwrap();
-        assert_eq!(img.topic("t").unwrap().partitions, 3);
-        assert_eq!(apply_change(&img, &c, [2; 16]).unwrap_err().0, ResponseError::TopicAlreadyExists);
-        let img =
-            apply_change(&img, &MetadataChange::CreatePartitions { name: "t".into(), total: 5 }, [0; 16]).unwrap();
-        assert_eq!(img.topic("t").unwrap().partitions, 5);
-        assert_eq!(
-            apply_change(&img, &MetadataChange::CreatePartitions { name: "t".into(), total: 4 }, [0; 16])
-                .unwrap_err()
-                .0,
-            ResponseError::InvalidPartitions
-        );
-        let mut cfg = BTreeMap::new();
-        cfg.insert("retention.ms".to_string(), "x".to_string());
-        assert_eq!(
-            apply_change(&img, &MetadataChange::SetTopicConfigs { name: "t".into(), configs: cfg }, [0; 16])
-                .unwrap_err()
-                .0,
-            ResponseError::InvalidConfig
-        );
-        let img = apply_change(&img, &MetadataChange::DeleteTopic { name: "t".into() }, [0; 16]).unwrap();
-        assert!(img.topics.is_empty());
-        assert!(!valid_topic_name("a/b") && !valid_topic_name("..") && valid_topic_name("a.b-c_d"));
-    }
-
-    #[test]
-    fn dynamic_broker_configs_kafka_knows_are_accepted() {
-        assert!(validate_broker_config("log.retention.ms", "1000").is_ok());
-        assert_eq!(validate_broker_config("log.retention.ms", "soon").unwrap_err().0, ResponseError::InvalidConfig);
-        assert!(validate_broker_config("sasl.kerberos.min.time.before.relogin", "58000").is_ok());
-        assert!(validate_broker_config("listener.name.plain.ssl.keystore.location", "/k").is_ok());
-        assert!(validate_broker_config("max.connections", "100").is_ok());
-        assert_eq!(validate_broker_config("no.such.config", "1").unwrap_err().0, ResponseError::InvalidConfig);
-        assert_eq!(validate_broker_config("ssl.", "1").unwrap_err().0, ResponseError::InvalidConfig);
-    }
-
-    #[test]
-    fn placement_is_stable_and_in_range() {
-        for p in 0..100 {
-            let s = placement(&[7; 16], p, 3);
-            assert!(s < 3);
-            assert_eq!(s, placement(&[7; 16], p, 3));
-        }
-    }
-
-    #[test]
     fn store_persists_across_reopen() {
         let d = tempfile::tempdir().unwrap();
         let mut s = MetadataStore::open(d.path()).unwrap();
         let id = s.image().cluster_id.clone();
         s.apply(&MetadataChange::CreateTopic {
             name: "x".into(),
+            id: random_id(),
             partitions: 2,
             replication_factor: 1,
             configs: BTreeMap::new(),

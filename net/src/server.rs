@@ -159,6 +159,7 @@ async fn shard_main(
         configs.insert("segment.bytes".to_string(), "104857600".to_string());
         let change = crate::metadata::MetadataChange::CreateTopic {
             name: crate::coordinator::OFFSETS_TOPIC.to_string(),
+            id: crate::metadata::random_id(),
             partitions: crate::coordinator::OFFSETS_PARTITIONS,
             replication_factor: 1,
             configs,

@@ -32,7 +32,6 @@ use crate::router::{Router, ShardId};
 pub type Log = PartitionLog<DmaStorage>;
 pub type Replica = Partition<DmaStorage>;
 
-
 /// One partition owned by this shard.
 pub struct PartitionHandle {
     pub topic: String,

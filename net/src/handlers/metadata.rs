@@ -48,6 +48,7 @@ pub async fn handle(shard: &Rc<Shard>, req: MetadataRequest, version: i16) -> Me
                 if img.topic(name).is_none() && valid_topic_name(name) && !name.starts_with("__") {
                     let change = MetadataChange::CreateTopic {
                         name: name.clone(),
+                        id: crate::metadata::random_id(),
                         partitions: shard.config.broker.num_partitions,
                         replication_factor: shard.config.broker.default_replication_factor,
                         configs: Default::default(),

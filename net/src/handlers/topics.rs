@@ -69,13 +69,14 @@ pub async fn create_topics(shard: &Rc<Shard>, req: CreateTopicsRequest, version:
         }
         let change = MetadataChange::CreateTopic {
             name: name.clone(),
+            id: random_id(),
             partitions,
             replication_factor: rf,
             configs: configs.clone(),
         };
         let outcome = match bad {
             Some(e) => Err(e),
-            None if req.validate_only => apply_change(&shard.image(), &change, random_id()),
+            None if req.validate_only => apply_change(&shard.image(), &change),
             None => shard.request_metadata_change(change).await.map(|img| (*img).clone()),
         };
         let mut r = CreatableTopicResult::default().with_name(t.name.clone());
@@ -206,7 +207,7 @@ pub async fn create_partitions(
         let outcome = if let Some(msg) = assignment_error {
             Err((ResponseError::InvalidReplicaAssignment, msg))
         } else if req.validate_only {
-            apply_change(&shard.image(), &change, random_id()).map(|_| ())
+            apply_change(&shard.image(), &change).map(|_| ())
         } else {
             shard.request_metadata_change(change).await.map(|_| ())
         };
