@@ -12,6 +12,47 @@ use std::collections::BTreeMap;
 use kafka_protocol::ResponseError;
 use serde::{Deserialize, Serialize};
 
+/// The topics only brokers write: consumer group offsets (and, once
+/// transactions exist, their state). Kafka's list, not a name prefix: a user
+/// topic may start with "__".
+pub const INTERNAL_TOPICS: &[&str] = &["__consumer_offsets", "__transaction_state"];
+
+pub fn is_internal_topic(name: &str) -> bool {
+    INTERNAL_TOPICS.contains(&name)
+}
+
+/// What a client asks of a topic's data that internal topics refuse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientWrite {
+    Produce,
+    DeleteRecords,
+}
+
+/// Clients may not append to an internal topic or delete its records (the
+/// brokers' group coordinators own `__consumer_offsets`): Kafka answers
+/// INVALID_TOPIC_EXCEPTION for the partition.
+pub fn check_client_write(topic: &TopicMeta, write: ClientWrite) -> Result<(), (ResponseError, String)> {
+    if !is_internal_topic(&topic.name) {
+        return Ok(());
+    }
+    let what = match write {
+        ClientWrite::Produce => "append to",
+        ClientWrite::DeleteRecords => "delete records of",
+    };
+    Err((ResponseError::InvalidTopicException, format!("Cannot {what} internal topic {}", topic.name)))
+}
+
+/// Internal topics cannot be deleted or grown by clients. Kafka 4 lets a
+/// client do both to `__consumer_offsets`, and either loses every group's
+/// committed offsets or maps groups onto partitions no coordinator uses; we
+/// refuse with INVALID_REQUEST (docs/compatibility.md).
+fn refuse_internal(name: &str, what: &str) -> Result<(), (ResponseError, String)> {
+    if is_internal_topic(name) {
+        return Err((ResponseError::InvalidRequest, format!("the internal topic {name} cannot be {what}")));
+    }
+    Ok(())
+}
+
 /// Shard that owns a partition: a stable hash of (topic id, partition) over
 /// the shard count, so placement does not depend on creation order.
 pub fn placement(topic_id: &[u8; 16], partition: i32, shard_count: usize) -> usize {
@@ -197,16 +238,18 @@ pub fn apply_change(img: &MetadataImage, change: &MetadataChange) -> Result<Meta
                     partitions: *partitions,
                     replication_factor: *replication_factor,
                     configs: configs.clone(),
-                    internal: name.starts_with("__"),
+                    internal: is_internal_topic(name),
                 },
             );
         }
         MetadataChange::DeleteTopic { name } => {
+            refuse_internal(name, "deleted")?;
             if next.topics.remove(name).is_none() {
                 return Err((ResponseError::UnknownTopicOrPartition, format!("unknown topic '{name}'")));
             }
         }
         MetadataChange::CreatePartitions { name, total } => {
+            refuse_internal(name, "grown")?;
             let t = next
                 .topics
                 .get_mut(name)
@@ -315,6 +358,54 @@ mod tests {
             assert!(s < 3);
             assert_eq!(s, placement(&[7; 16], p, 3));
         }
+    }
+}
+
+#[cfg(test)]
+mod internal_topics {
+    use super::*;
+
+    fn topic(name: &str) -> TopicMeta {
+        TopicMeta {
+            name: name.into(),
+            id: [9; 16],
+            partitions: 1,
+            replication_factor: 1,
+            configs: BTreeMap::new(),
+            internal: is_internal_topic(name),
+        }
+    }
+
+    #[test]
+    fn clients_cannot_write_to_internal_topics() {
+        let offsets = topic("__consumer_offsets");
+        for w in [ClientWrite::Produce, ClientWrite::DeleteRecords] {
+            assert_eq!(check_client_write(&offsets, w).unwrap_err().0, ResponseError::InvalidTopicException);
+        }
+        // A user topic whose name starts with "__" is an ordinary topic.
+        assert!(!is_internal_topic("__mine"));
+        assert!(check_client_write(&topic("__mine"), ClientWrite::Produce).is_ok());
+        assert!(check_client_write(&topic("orders"), ClientWrite::DeleteRecords).is_ok());
+    }
+
+    #[test]
+    fn clients_cannot_delete_or_grow_internal_topics() {
+        let img = apply_change(
+            &MetadataImage::default(),
+            &MetadataChange::CreateTopic {
+                name: "__consumer_offsets".into(),
+                id: [5; 16],
+                partitions: 50,
+                replication_factor: 1,
+                configs: BTreeMap::new(),
+            },
+        )
+        .unwrap();
+        assert!(img.topic("__consumer_offsets").unwrap().internal);
+        let delete = MetadataChange::DeleteTopic { name: "__consumer_offsets".into() };
+        assert_eq!(apply_change(&img, &delete).unwrap_err().0, ResponseError::InvalidRequest);
+        let grow = MetadataChange::CreatePartitions { name: "__consumer_offsets".into(), total: 60 };
+        assert_eq!(apply_change(&img, &grow).unwrap_err().0, ResponseError::InvalidRequest);
     }
 }
 

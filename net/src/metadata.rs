@@ -18,7 +18,8 @@ use std::sync::Arc;
 use kafka_protocol::ResponseError;
 
 pub use ringbroker_controller::{
-    apply_change, placement, valid_topic_name, validate_broker_config, MetadataChange, MetadataImage, TopicMeta,
+    apply_change, check_client_write, is_internal_topic, placement, valid_topic_name, validate_broker_config,
+    ClientWrite, MetadataChange, MetadataImage, TopicMeta,
 };
 
 /// The controller's durable copy of the metadata (one JSON file, replaced
@@ -34,9 +35,17 @@ impl MetadataStore {
         std::fs::create_dir_all(&dir)?;
         let path = dir.join("metadata.json");
         let image = match std::fs::read(&path) {
-            Ok(b) => serde_json::from_slice(&b).map_err(|e| {
-                std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {e}", path.display()))
-            })?,
+            Ok(b) => {
+                let mut img: MetadataImage = serde_json::from_slice(&b).map_err(|e| {
+                    std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {e}", path.display()))
+                })?;
+                // Images written before internal meant Kafka's list (not any
+                // "__" name) are corrected on load.
+                for t in img.topics.values_mut() {
+                    t.internal = is_internal_topic(&t.name);
+                }
+                img
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let img = MetadataImage {
                     cluster_id: new_cluster_id(),

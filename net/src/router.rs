@@ -1,11 +1,13 @@
 //! Cross-shard calls.
 //!
-//! A call is a closure sent over a bounded glommio channel to the shard that
-//! owns the state; it runs there as a local task, and its result comes back
-//! over the channel from that shard to the caller's shard, where a local
-//! dispatcher hands it to the waiting task. Only `Send` data crosses
-//! (`Bytes`, strings, numbers, `Arc`s of immutable metadata); nothing is
-//! shared under a lock. A call to the local shard runs inline.
+//! A call is a typed `Request` (messages.rs) sent over a bounded glommio
+//! channel to the shard that owns the state; it runs there as a local task,
+//! and its `Response` comes back over the channel from that shard to the
+//! caller's shard, where a local dispatcher hands it to the waiting task.
+//! Only `Send` data crosses (`Bytes`, strings, numbers, `Arc`s of immutable
+//! metadata); nothing is shared under a lock. A call to the local shard runs
+//! inline. Callers reach it through the `Transport` trait, which the
+//! inter-broker connection will implement too.
 //!
 //! Why replies travel over the channels instead of a cross-thread oneshot:
 //! waking a glommio task from another thread (a foreign waker) races with the
@@ -13,28 +15,29 @@
 //! the heap under load. Every waker here is woken on its own thread; only
 //! glommio's shared channels, built for it, cross threads.
 
-use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::rc::Rc;
 
 use futures::channel::oneshot;
 use glommio::channels::shared_channel::{ConnectedReceiver, ConnectedSender, SharedReceiver, SharedSender};
 
+use crate::messages::{serve, Request, Response};
 use crate::shard::Shard;
 
 pub type ShardId = usize;
 
-type LocalFuture = Pin<Box<dyn Future<Output = Box<dyn Any + Send>>>>;
-/// Work sent to another shard; its output is sent back to the caller.
-pub type Job = Box<dyn FnOnce(Rc<Shard>) -> LocalFuture + Send>;
-
 /// What travels between two shards.
 pub enum Message {
-    Call { from: ShardId, id: u64, job: Job },
-    Reply { id: u64, value: Box<dyn Any + Send> },
+    Call { from: ShardId, id: u64, request: Request },
+    Reply { id: u64, response: Response },
+}
+
+/// How a request reaches the shard that owns its state and its answer comes
+/// back. `None`: the target has stopped (only during shutdown).
+#[allow(async_fn_in_trait)] // used within one thread; no Send bound wanted
+pub trait Transport {
+    async fn request(&self, local: &Rc<Shard>, target: ShardId, request: Request) -> Option<Response>;
 }
 
 /// The channel ends one shard gets at start: a sender to every other shard
@@ -65,7 +68,7 @@ pub struct Router {
     pub id: ShardId,
     senders: Vec<Option<ConnectedSender<Message>>>,
     next_call: Cell<u64>,
-    pending: RefCell<HashMap<u64, oneshot::Sender<Box<dyn Any + Send>>>>,
+    pending: RefCell<HashMap<u64, oneshot::Sender<Response>>>,
 }
 
 impl Router {
@@ -89,43 +92,46 @@ impl Router {
         self.senders.len()
     }
 
-    /// Runs `f` on shard `target` and returns its result. `None` if the
-    /// target shard has stopped (only during shutdown).
-    pub async fn call<R, F, Fut>(&self, local: &Rc<Shard>, target: ShardId, f: F) -> Option<R>
-    where
-        R: Send + 'static,
-        F: FnOnce(Rc<Shard>) -> Fut + Send + 'static,
-        Fut: Future<Output = R> + 'static,
-    {
-        if target == self.id {
-            return Some(f(local.clone()).await);
-        }
+    async fn send(&self, target: ShardId, request: Request) -> Option<Response> {
         let id = self.next_call.get();
         self.next_call.set(id + 1);
+        let sender = self.senders.get(target)?.as_ref()?;
         let (tx, rx) = oneshot::channel();
         self.pending.borrow_mut().insert(id, tx);
-        let job: Job = Box::new(move |shard| Box::pin(async move { Box::new(f(shard).await) as Box<dyn Any + Send> }));
-        let sender = self.senders.get(target)?.as_ref()?;
-        if sender.send(Message::Call { from: self.id, id, job }).await.is_err() {
+        if sender.send(Message::Call { from: self.id, id, request }).await.is_err() {
             self.pending.borrow_mut().remove(&id);
             return None;
         }
-        let value = rx.await.ok()?;
-        Some(*value.downcast::<R>().expect("a reply has the type its call expects"))
+        rx.await.ok()
     }
 
-    fn complete(&self, id: u64, value: Box<dyn Any + Send>) {
+    fn complete(&self, id: u64, response: Response) {
         // The caller may have stopped waiting (a long poll that was answered
         // by another shard): then the reply is simply dropped.
         if let Some(tx) = self.pending.borrow_mut().remove(&id) {
-            let _ = tx.send(value);
+            let _ = tx.send(response);
         }
     }
 
-    async fn reply(&self, to: ShardId, id: u64, value: Box<dyn Any + Send>) {
+    async fn reply(&self, to: ShardId, id: u64, response: Response) {
         if let Some(Some(sender)) = self.senders.get(to) {
-            let _ = sender.send(Message::Reply { id, value }).await;
+            let _ = sender.send(Message::Reply { id, response }).await;
         }
+    }
+}
+
+impl Transport for Router {
+    async fn request(&self, local: &Rc<Shard>, target: ShardId, request: Request) -> Option<Response> {
+        let name = request.name();
+        let response = if target == self.id {
+            Some(serve(local.clone(), request).await)
+        } else {
+            self.send(target, request).await
+        };
+        if let Some(r) = &response {
+            assert!(r.answers(name), "a {name} request got another request's answer");
+        }
+        response
     }
 }
 
@@ -135,15 +141,15 @@ impl Router {
 pub async fn serve_peer(shard: Rc<Shard>, rx: ConnectedReceiver<Message>) {
     while let Some(msg) = rx.recv().await {
         match msg {
-            Message::Call { from, id, job } => {
+            Message::Call { from, id, request } => {
                 let shard2 = shard.clone();
                 glommio::spawn_local(async move {
-                    let value = job(shard2.clone()).await;
-                    shard2.router.reply(from, id, value).await;
+                    let response = serve(shard2.clone(), request).await;
+                    shard2.router.reply(from, id, response).await;
                 })
                 .detach();
             }
-            Message::Reply { id, value } => shard.router.complete(id, value),
+            Message::Reply { id, response } => shard.router.complete(id, response),
         }
     }
 }

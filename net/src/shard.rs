@@ -25,9 +25,10 @@ use ringbroker_engine::now_ms;
 use ringbroker_replication::partition::Partition;
 
 use crate::config::{BrokerConfig, CoreTuning};
+use crate::messages::{Request, Response};
 use crate::metadata::{placement, MetadataChange, MetadataImage, MetadataStore};
 use crate::metrics::ShardMetrics;
-use crate::router::{Router, ShardId};
+use crate::router::{Router, ShardId, Transport};
 
 pub type Log = PartitionLog<DmaStorage>;
 pub type Replica = Partition<DmaStorage>;
@@ -230,7 +231,7 @@ impl Shard {
         let img = self.metadata_store.as_ref().expect("controller has the store").borrow_mut().apply(&change)?;
         for s in 0..self.shard_count() {
             let img2 = img.clone();
-            self.router.call(self, s, move |shard| async move { shard.install_metadata(img2).await }).await;
+            self.router.request(self, s, Request::InstallMetadata(img2)).await;
         }
         Ok(img)
     }
@@ -240,12 +241,10 @@ impl Shard {
         self: &Rc<Self>,
         change: MetadataChange,
     ) -> Result<Arc<MetadataImage>, (kafka_protocol::ResponseError, String)> {
-        self.router
-            .call(self, CONTROLLER_SHARD, move |shard| async move { shard.change_metadata(change).await })
-            .await
-            .unwrap_or_else(|| {
-                Err((kafka_protocol::ResponseError::BrokerNotAvailable, "controller shard stopped".into()))
-            })
+        match self.router.request(self, CONTROLLER_SHARD, Request::ChangeMetadata(change)).await {
+            Some(Response::MetadataChanged(r)) => r,
+            _ => Err((kafka_protocol::ResponseError::BrokerNotAvailable, "controller shard stopped".into())),
+        }
     }
 
     /// Closes every local partition cleanly (flush, sync, persist indexes).

@@ -426,3 +426,49 @@ def test_describe_log_dirs_producers_and_reassignments(broker):
         assert r.i16() == 0
     finally:
         s.close()
+
+
+def test_clients_cannot_delete_grow_produce_to_or_truncate_consumer_offsets(broker):
+    """The internal topic belongs to the group coordinators (issue 10): an
+    admin client can neither delete nor grow it (INVALID_REQUEST; Kafka 4.4
+    allows both and loses or strands committed offsets), a producer cannot
+    append to it and DeleteRecords cannot truncate it (INVALID_TOPIC_EXCEPTION,
+    as Kafka). Committed offsets survive all of it."""
+    from confluent_kafka import ConsumerGroupTopicPartitions
+    from confluent_kafka.admin import NewPartitions
+
+    t = unique_topic("internal")
+    create_topic(broker.bootstrap, t, 1)
+    a = admin_client(broker.bootstrap)
+    group = unique_topic("g-internal")
+    committed = TopicPartition(t, 0, 7)
+    a.alter_consumer_group_offsets([ConsumerGroupTopicPartitions(group, [committed])])[group].result(timeout=30)
+
+    fs = a.delete_topics(["__consumer_offsets"], operation_timeout=30)
+    with pytest.raises(KafkaException) as e:
+        fs["__consumer_offsets"].result(timeout=30)
+    assert e.value.args[0].code() == KafkaError.INVALID_REQUEST
+
+    fs = a.create_partitions([NewPartitions("__consumer_offsets", 60)])
+    with pytest.raises(KafkaException) as e:
+        fs["__consumer_offsets"].result(timeout=30)
+    assert e.value.args[0].code() == KafkaError.INVALID_REQUEST
+
+    p = Producer(producer_conf(broker.bootstrap, **{"message.timeout.ms": 10000}))
+    errors = []
+    p.produce("__consumer_offsets", b"not-a-group", partition=0, on_delivery=lambda err, _m: errors.append(err))
+    p.flush(30)
+    assert len(errors) == 1 and errors[0] is not None, errors
+    assert errors[0].code() == KafkaError.TOPIC_EXCEPTION, errors[0]
+
+    fs = a.delete_records([TopicPartition("__consumer_offsets", 0, -1)])
+    with pytest.raises(KafkaException) as e:
+        list(fs.values())[0].result(timeout=30)
+    assert e.value.args[0].code() == KafkaError.TOPIC_EXCEPTION
+
+    md = a.list_topics(timeout=10)
+    assert len(md.topics["__consumer_offsets"].partitions) == 50
+    got = a.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group, [TopicPartition(t, 0)])])[group].result(
+        timeout=30
+    )
+    assert [(x.topic, x.partition, x.offset) for x in got.topic_partitions] == [(t, 0, 7)]

@@ -9,6 +9,9 @@ use kafka_protocol::messages::*;
 use kafka_protocol::ResponseError;
 
 use super::str_bytes;
+use crate::messages::{Request, Response};
+use crate::metadata::{check_client_write, ClientWrite};
+use crate::router::Transport;
 use crate::shard::Shard;
 
 pub async fn describe_cluster(
@@ -58,26 +61,16 @@ pub async fn offset_for_leader_epoch(
                     let owner = shard.owner(&m.id, p.partition);
                     let (topic, pi, want, current) =
                         (name.clone(), p.partition, p.leader_epoch, p.current_leader_epoch);
-                    shard
-                        .router
-                        .call(shard, owner, move |s| async move {
-                            match s.partition(&topic, pi) {
-                                None => (ResponseError::NotLeaderOrFollower.code(), -1, -1),
-                                Some(h) => {
-                                    let r = &h.replica;
-                                    if current > r.leader_epoch() {
-                                        (ResponseError::UnknownLeaderEpoch.code(), -1, -1)
-                                    } else if current >= 0 && current < r.leader_epoch() {
-                                        (ResponseError::FencedLeaderEpoch.code(), -1, -1)
-                                    } else {
-                                        let (e, off) = r.end_offset_for_epoch(want);
-                                        (0, e, off)
-                                    }
-                                }
-                            }
-                        })
-                        .await
-                        .unwrap_or((ResponseError::NotLeaderOrFollower.code(), -1, -1))
+                    let req = Request::EpochEndOffset {
+                        topic,
+                        partition: pi,
+                        leader_epoch: want,
+                        current_leader_epoch: current,
+                    };
+                    match shard.router.request(shard, owner, req).await {
+                        Some(Response::EpochEndOffset(code, epoch, end)) => (code, epoch, end),
+                        _ => (ResponseError::NotLeaderOrFollower.code(), -1, -1),
+                    }
                 }
             };
             tr.partitions.push(
@@ -103,32 +96,20 @@ pub async fn delete_records(shard: &Rc<Shard>, req: DeleteRecordsRequest, _versi
             let meta = img.topic(&name).filter(|m| p.partition_index >= 0 && p.partition_index < m.partitions);
             let (code, low) = match meta {
                 None => (ResponseError::UnknownTopicOrPartition.code(), -1),
+                Some(m) if check_client_write(m, ClientWrite::DeleteRecords).is_err() => {
+                    (ResponseError::InvalidTopicException.code(), -1)
+                }
                 Some(m) => {
                     let owner = shard.owner(&m.id, p.partition_index);
                     let (topic, pi, offset) = (name.clone(), p.partition_index, p.offset);
-                    shard
+                    match shard
                         .router
-                        .call(shard, owner, move |s| async move {
-                            match s.partition(&topic, pi) {
-                                None => (ResponseError::NotLeaderOrFollower.code(), -1),
-                                Some(h) => {
-                                    // -1 means "up to the high watermark".
-                                    let target = if offset == -1 { h.replica.high_watermark() } else { offset };
-                                    match h.replica.delete_records_before(target) {
-                                        Ok(low) => (0, low),
-                                        Err(ringbroker_engine::EngineError::OffsetOutOfRange { .. }) => {
-                                            (ResponseError::OffsetOutOfRange.code(), -1)
-                                        }
-                                        Err(e) => {
-                                            tracing::error!(error = %e, "delete records");
-                                            (ResponseError::KafkaStorageError.code(), -1)
-                                        }
-                                    }
-                                }
-                            }
-                        })
+                        .request(shard, owner, Request::DeleteRecords { topic, partition: pi, offset })
                         .await
-                        .unwrap_or((ResponseError::NotLeaderOrFollower.code(), -1))
+                    {
+                        Some(Response::DeleteRecords(code, low)) => (code, low),
+                        _ => (ResponseError::NotLeaderOrFollower.code(), -1),
+                    }
                 }
             };
             tr.partitions.push(
@@ -141,4 +122,37 @@ pub async fn delete_records(shard: &Rc<Shard>, req: DeleteRecordsRequest, _versi
         topics.push(tr);
     }
     DeleteRecordsResponse::default().with_topics(topics)
+}
+
+/// OffsetForLeaderEpoch on the owner shard: (error code, epoch, end offset).
+pub fn epoch_end_offset_local(shard: &Shard, topic: &str, partition: i32, want: i32, current: i32) -> (i16, i32, i64) {
+    let Some(h) = shard.partition(topic, partition) else {
+        return (ResponseError::NotLeaderOrFollower.code(), -1, -1);
+    };
+    let r = &h.replica;
+    if current > r.leader_epoch() {
+        (ResponseError::UnknownLeaderEpoch.code(), -1, -1)
+    } else if current >= 0 && current < r.leader_epoch() {
+        (ResponseError::FencedLeaderEpoch.code(), -1, -1)
+    } else {
+        let (e, off) = r.end_offset_for_epoch(want);
+        (0, e, off)
+    }
+}
+
+/// DeleteRecords on the owner shard: (error code, new log start offset).
+pub fn delete_records_local(shard: &Shard, topic: &str, partition: i32, offset: i64) -> (i16, i64) {
+    let Some(h) = shard.partition(topic, partition) else {
+        return (ResponseError::NotLeaderOrFollower.code(), -1);
+    };
+    // -1 means "up to the high watermark".
+    let target = if offset == -1 { h.replica.high_watermark() } else { offset };
+    match h.replica.delete_records_before(target) {
+        Ok(low) => (0, low),
+        Err(ringbroker_engine::EngineError::OffsetOutOfRange { .. }) => (ResponseError::OffsetOutOfRange.code(), -1),
+        Err(e) => {
+            tracing::error!(error = %e, "delete records");
+            (ResponseError::KafkaStorageError.code(), -1)
+        }
+    }
 }

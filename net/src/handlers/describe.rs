@@ -20,7 +20,9 @@ use kafka_protocol::ResponseError;
 
 use super::metadata::{OPERATIONS_NOT_REQUESTED, TOPIC_OPERATIONS};
 use super::str_bytes;
+use crate::messages::{ProducerRow, Request, Response};
 use crate::metadata::TopicMeta;
+use crate::router::Transport;
 use crate::shard::Shard;
 
 /// Kafka's broker-side cap on partitions per DescribeTopicPartitions answer.
@@ -129,14 +131,10 @@ pub async fn describe_log_dirs(
         for p in parts {
             let owner = shard.owner(&t.id, p);
             let topic = t.name.clone();
-            let size =
-                shard
-                    .router
-                    .call(shard, owner, move |s| async move {
-                        s.partition(&topic, p).map(|h| h.log().borrow().size_bytes())
-                    })
-                    .await
-                    .flatten();
+            let size = match shard.router.request(shard, owner, Request::PartitionSize { topic, partition: p }).await {
+                Some(Response::PartitionSize(size)) => size,
+                _ => None,
+            };
             if let Some(size) = size {
                 out.push(
                     DescribeLogDirsPartition::default()
@@ -194,24 +192,14 @@ pub async fn describe_producers(
                 Some(m) => {
                     let owner = shard.owner(&m.id, p);
                     let topic = name.clone();
-                    let producers = shard
+                    let producers = match shard
                         .router
-                        .call(shard, owner, move |s| async move {
-                            let h = s.partition(&topic, p)?;
-                            let log = h.log().borrow();
-                            let list: Vec<(i64, i16, i32, i64)> = log
-                                .producers()
-                                .entries()
-                                .into_iter()
-                                .map(|(id, e)| {
-                                    let last = e.batches.back();
-                                    (id, e.epoch, last.map_or(-1, |b| b.last_seq), last.map_or(-1, |b| b.max_timestamp))
-                                })
-                                .collect();
-                            Some(list)
-                        })
+                        .request(shard, owner, Request::DescribeProducers { topic, partition: p })
                         .await
-                        .flatten();
+                    {
+                        Some(Response::Producers(list)) => list,
+                        _ => None,
+                    };
                     match producers {
                         None => pr = pr.with_error_code(ResponseError::NotLeaderOrFollower.code()),
                         Some(list) => {
@@ -246,6 +234,22 @@ pub async fn list_partition_reassignments(
 ) -> ListPartitionReassignmentsResponse {
     // No reassignment can be in progress: partitions do not move yet.
     ListPartitionReassignmentsResponse::default().with_error_code(0).with_topics(vec![])
+}
+
+/// DescribeProducers on the owner shard: None if the partition is not here.
+pub fn producers_local(shard: &Shard, topic: &str, partition: i32) -> Option<Vec<ProducerRow>> {
+    let h = shard.partition(topic, partition)?;
+    let log = h.log().borrow();
+    let list = log
+        .producers()
+        .entries()
+        .into_iter()
+        .map(|(id, e)| {
+            let last = e.batches.back();
+            (id, e.epoch, last.map_or(-1, |b| b.last_seq), last.map_or(-1, |b| b.max_timestamp))
+        })
+        .collect();
+    Some(list)
 }
 
 #[cfg(test)]

@@ -15,11 +15,13 @@ use kafka_protocol::messages::FetchRequest;
 use kafka_protocol::ResponseError;
 
 use super::fetch_encode::{self, FetchedPartition, FetchedTopic};
+use crate::messages::{Request, Response};
 use crate::router::ShardId;
+use crate::router::Transport;
 use crate::shard::{Replica, Shard};
 
 #[derive(Clone)]
-struct PartRead {
+pub struct PartRead {
     topic: String,
     partition: i32,
     offset: i64,
@@ -110,10 +112,12 @@ pub async fn handle(shard: &Rc<Shard>, req: FetchRequest, version: i16, correlat
         // Every owner reads at once (a catch-up fetch is disk reads on each).
         let calls = by_owner.iter().map(|(owner, reads)| {
             let reads2 = reads.clone();
-            shard.router.call(shard, *owner, move |s| async move { read_local(&s, reads2).await })
+            shard.router.request(shard, *owner, Request::Read(reads2))
         });
         for r in futures::future::join_all(calls).await {
-            results.extend(r.unwrap_or_default());
+            if let Some(Response::Read(parts)) = r {
+                results.extend(parts);
+            }
         }
         let total: usize = results.iter().map(|(_, r)| r.records.iter().map(|c| c.len()).sum::<usize>()).sum();
         let any_error = results.iter().any(|(_, r)| r.error_code != 0) || !unknown.is_empty();
@@ -142,9 +146,11 @@ pub async fn handle(shard: &Rc<Shard>, req: FetchRequest, version: i16, correlat
                 })
                 .collect();
             let remaining = deadline - now;
-            waits.push(Box::pin(
-                shard.router.call(shard, *owner, move |s| async move { wait_local(&s, positions, remaining).await }),
-            ));
+            waits.push(Box::pin(shard.router.request(
+                shard,
+                *owner,
+                Request::WaitForData { positions, max_wait: remaining },
+            )));
         }
         futures::future::select_all(waits).await;
     }
@@ -241,7 +247,7 @@ fn batch_len_at(chunk: &[u8], at: usize) -> Option<usize> {
 /// Runs on the owner shard: reads each partition from cache or disk, the
 /// disk reads concurrently (a catch-up fetch of 16 partitions used to wait
 /// for 16 reads in a row), answers in request order.
-async fn read_local(shard: &Rc<Shard>, reads: Vec<PartRead>) -> Vec<((String, i32), PartResult)> {
+pub async fn read_local(shard: &Rc<Shard>, reads: Vec<PartRead>) -> Vec<((String, i32), PartResult)> {
     let reads = reads.into_iter().map(|r| async move {
         let res = match shard.partition(&r.topic, r.partition) {
             None => PartResult {
@@ -312,7 +318,7 @@ async fn read_partition(shard: &Shard, replica: &Replica, offset: i64, max_bytes
 
 /// Runs on the owner shard: resolves when any listed partition's high
 /// watermark passes the given offset, or after `max_wait`.
-async fn wait_local(shard: &Rc<Shard>, positions: Vec<(String, i32, i64)>, max_wait: Duration) {
+pub async fn wait_local(shard: &Rc<Shard>, positions: Vec<(String, i32, i64)>, max_wait: Duration) {
     let mut waits = Vec::new();
     for (t, p, offset) in positions {
         if offset == i64::MAX {

@@ -6,23 +6,24 @@
 //! partition (`abs(java hash(group id)) % 50`), where the coordinator driver
 //! runs the state machine. Versions decide only the wire shape here.
 
-use std::future::Future;
 use std::rc::Rc;
 
 use bytes::Bytes;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
-use ringbroker_engine::now_ms;
 use ringbroker_groups::group::{
-    HeartbeatRequest as GHeartbeat, JoinReply, JoinRequest as GJoin, JoinResponse as GJoinResponse, LeaveMember,
-    LeaveRequest as GLeave, SyncReply, SyncRequest as GSync, SyncResponse as GSyncResponse,
+    HeartbeatRequest as GHeartbeat, JoinRequest as GJoin, JoinResponse as GJoinResponse, LeaveMember,
+    SyncRequest as GSync, SyncResponse as GSyncResponse,
 };
 use ringbroker_groups::offsets::{OffsetCommitPartition as GCommitPartition, OffsetCommitRequest as GCommit};
 use ringbroker_groups::{partition_for, GroupError};
 
 use super::str_bytes;
-use crate::coordinator::{member_suffix, Answer, PartitionCoordinator, OFFSETS_PARTITIONS, OFFSETS_TOPIC};
+use crate::coordinator::{OFFSETS_PARTITIONS, OFFSETS_TOPIC};
+use crate::group_ops::{GroupOp, GroupReply};
+use crate::messages::{Request, Response};
+use crate::router::Transport;
 use crate::shard::Shard;
 
 const KEY_TYPE_GROUP: i8 = 0;
@@ -32,30 +33,29 @@ fn sb(s: &str) -> StrBytes {
     str_bytes(s)
 }
 
-/// Runs `f` on the coordinator of `group_id`, wherever it lives.
-async fn on_coordinator<R, F, Fut>(shard: &Rc<Shard>, group_id: &str, f: F) -> Result<R, GroupError>
-where
-    R: Send + 'static,
-    F: FnOnce(Rc<Shard>, Rc<PartitionCoordinator>) -> Fut + Send + 'static,
-    Fut: Future<Output = Result<R, GroupError>> + 'static,
-{
+/// Runs `op` on the coordinator of `group_id`, wherever it lives.
+async fn on_coordinator(shard: &Rc<Shard>, group_id: &str, op: GroupOp) -> Result<GroupReply, GroupError> {
     let partition = partition_for(group_id, OFFSETS_PARTITIONS as u32) as i32;
     let img = shard.image();
     let Some(meta) = img.topic(OFFSETS_TOPIC) else {
         return Err(GroupError::CoordinatorNotAvailable);
     };
     let owner = shard.owner(&meta.id, partition);
-    shard
-        .router
-        .call(shard, owner, move |s| async move {
-            let c = s.coordinators.borrow().get(&partition).cloned();
-            match c {
-                Some(c) => f(s, c).await,
-                None => Err(GroupError::NotCoordinator),
-            }
+    match shard.router.request(shard, owner, Request::Group { partition, op }).await {
+        Some(Response::Group(r)) => r,
+        _ => Err(GroupError::CoordinatorNotAvailable),
+    }
+}
+
+/// The payload of the reply a group operation gets (the coordinator answers
+/// each operation with its own kind of reply).
+macro_rules! reply {
+    ($r:expr, $variant:path) => {
+        $r.map(|reply| match reply {
+            $variant(v) => v,
+            _ => unreachable!(concat!("a group operation expecting ", stringify!($variant), " got another reply")),
         })
-        .await
-        .unwrap_or(Err(GroupError::CoordinatorNotAvailable))
+    };
 }
 
 /// The error code answered for (topic, partition); 0 if none was recorded.
@@ -142,16 +142,8 @@ pub async fn join_group(
         supports_skip_assignment: version >= 9,
     };
     let gid = group_id.clone();
-    let result: Result<GJoinResponse, GroupError> = on_coordinator(shard, &group_id, move |_s, c| async move {
-        let (res, effects) = c.state.borrow_mut().join(&gid, greq, now_ms(), &mut member_suffix);
-        let answer = match res {
-            Ok(JoinReply::Done(r)) => Answer::Now(Ok(r)),
-            Ok(JoinReply::Pending { member_id }) => Answer::Parked(c.park_join(&gid, &member_id)),
-            Err(e) => Answer::Now(Err(e)),
-        };
-        c.settle(effects, answer).await
-    })
-    .await;
+    let result: Result<GJoinResponse, GroupError> =
+        reply!(on_coordinator(shard, &group_id, GroupOp::Join { group: gid, req: greq }).await, GroupReply::Joined);
     let base = JoinGroupResponse::default().with_generation_id(-1).with_leader(sb("")).with_member_id(sb(""));
     match result {
         Ok(r) => {
@@ -219,16 +211,8 @@ pub async fn sync_group(shard: &Rc<Shard>, req: SyncGroupRequest, version: i16) 
         assignments: req.assignments.iter().map(|a| (a.member_id.to_string(), a.assignment.clone())).collect(),
     };
     let gid = group_id.clone();
-    let result: Result<GSyncResponse, GroupError> = on_coordinator(shard, &group_id, move |_s, c| async move {
-        let (res, effects) = c.state.borrow_mut().sync(&gid, greq, now_ms());
-        let answer = match res {
-            Ok(SyncReply::Done(r)) => Answer::Now(Ok(r)),
-            Ok(SyncReply::Pending) => Answer::Parked(c.park_sync(&gid, &member_id)),
-            Err(e) => Answer::Now(Err(e)),
-        };
-        c.settle(effects, answer).await
-    })
-    .await;
+    let result: Result<GSyncResponse, GroupError> =
+        reply!(on_coordinator(shard, &group_id, GroupOp::Sync { group: gid, req: greq }).await, GroupReply::Synced);
     match result {
         Ok(r) => {
             let mut resp = SyncGroupResponse::default().with_error_code(0).with_assignment(r.assignment);
@@ -251,12 +235,7 @@ pub async fn heartbeat(shard: &Rc<Shard>, req: HeartbeatRequest, _version: i16) 
         generation_id: req.generation_id,
     };
     let gid = group_id.clone();
-    let r = on_coordinator(shard, &group_id, move |_s, c| async move {
-        let (res, effects) = c.state.borrow_mut().heartbeat(&gid, &greq, now_ms());
-        c.apply_effects(effects);
-        res
-    })
-    .await;
+    let r = on_coordinator(shard, &group_id, GroupOp::Heartbeat { group: gid, req: greq }).await.map(|_| ());
     HeartbeatResponse::default().with_error_code(code(&r))
 }
 
@@ -274,12 +253,7 @@ pub async fn leave_group(shard: &Rc<Shard>, req: LeaveGroupRequest, version: i16
         vec![LeaveMember { member_id: req.member_id.to_string(), group_instance_id: None }]
     };
     let gid = group_id.clone();
-    let r = on_coordinator(shard, &group_id, move |_s, c| async move {
-        let (res, effects) = c.state.borrow_mut().leave(&gid, &GLeave { members }, now_ms());
-        c.apply_effects(effects);
-        res
-    })
-    .await;
+    let r = reply!(on_coordinator(shard, &group_id, GroupOp::Leave { group: gid, members }).await, GroupReply::Left);
     match r {
         Ok(per_member) => {
             if version >= 3 {
@@ -334,27 +308,10 @@ pub async fn offset_commit(shard: &Rc<Shard>, req: OffsetCommitRequest, version:
         partitions: parts,
     };
     let gid = group_id.clone();
-    let results: Result<Vec<(String, i32, i16)>, GroupError> =
-        on_coordinator(shard, &group_id, move |_s, c| async move {
-            let outcome = c.state.borrow_mut().commit_offsets(&gid, &greq, now_ms());
-            c.apply_effects(outcome.effects);
-            let appended = c.append_records(&outcome.records).await;
-            if appended.is_ok() {
-                c.state.borrow_mut().apply_commit(outcome.prepared, now_ms());
-            }
-            Ok(outcome
-                .results
-                .into_iter()
-                .map(|(t, p, r)| {
-                    let code = match (&r, &appended) {
-                        (Ok(()), Err(e)) => e.code(),
-                        _ => code(&r),
-                    };
-                    (t, p, code)
-                })
-                .collect())
-        })
-        .await;
+    let results: Result<Vec<(String, i32, i16)>, GroupError> = reply!(
+        on_coordinator(shard, &group_id, GroupOp::CommitOffsets { group: gid, req: greq }).await,
+        GroupReply::PartitionCodes
+    );
     let mut per: Vec<(String, i32, i16)> = match results {
         Ok(v) => v,
         Err(e) => {
@@ -396,10 +353,10 @@ type FetchedGroup = Result<Vec<(String, Vec<FetchedPartition>)>, GroupError>;
 /// Committed offsets of one group: per topic, (partition, offset, leader epoch, metadata).
 async fn fetch_group(shard: &Rc<Shard>, group_id: String, topics: Option<Vec<(String, Vec<i32>)>>) -> FetchedGroup {
     let gid = group_id.clone();
-    let rows = on_coordinator(shard, &group_id, move |_s, c| async move {
-        c.state.borrow().fetch_offsets(&gid, topics.as_deref())
-    })
-    .await?;
+    let rows = reply!(
+        on_coordinator(shard, &group_id, GroupOp::FetchOffsets { group: gid, topics }).await,
+        GroupReply::Offsets
+    )?;
     let mut out: Vec<(String, Vec<FetchedPartition>)> = Vec::new();
     for r in rows {
         match out.iter_mut().find(|(t, _)| *t == r.topic) {
@@ -495,17 +452,10 @@ pub async fn offset_delete(shard: &Rc<Shard>, req: OffsetDeleteRequest, _version
         .flat_map(|t| t.partitions.iter().map(move |p| (t.name.0.to_string(), p.partition_index)))
         .collect();
     let gid = group_id.clone();
-    let r = on_coordinator(shard, &group_id, move |_s, c| async move {
-        let res = c.state.borrow_mut().delete_offsets(&gid, &parts);
-        match res {
-            Ok((per, tombstones)) => {
-                c.append_records(&tombstones).await?;
-                Ok(per.into_iter().map(|(t, p, r)| (t, p, code(&r))).collect::<Vec<_>>())
-            }
-            Err(e) => Err(e),
-        }
-    })
-    .await;
+    let r = reply!(
+        on_coordinator(shard, &group_id, GroupOp::DeleteOffsets { group: gid, partitions: parts }).await,
+        GroupReply::PartitionCodes
+    );
     match r {
         Ok(per) => OffsetDeleteResponse::default().with_error_code(0).with_topics(
             req.topics
@@ -543,22 +493,10 @@ pub async fn list_groups(shard: &Rc<Shard>, req: ListGroupsRequest, version: i16
     let mut all: Vec<(String, String, String)> = Vec::new();
     let mut error = 0;
     for s in 0..shard.shard_count() {
-        let r = shard
-            .router
-            .call(shard, s, |s| async move {
-                let coordinators: Vec<_> = s.coordinators.borrow().values().cloned().collect();
-                let mut out = Vec::new();
-                for c in coordinators {
-                    match c.state.borrow().list_groups() {
-                        Ok(gs) => {
-                            out.extend(gs.into_iter().map(|g| (g.group_id, g.protocol_type, g.state.to_string())))
-                        }
-                        Err(e) => return Err(e.code()),
-                    }
-                }
-                Ok(out)
-            })
-            .await;
+        let r = match shard.router.request(shard, s, Request::ListGroups).await {
+            Some(Response::Groups(r)) => Some(r),
+            _ => None,
+        };
         match r {
             Some(Ok(v)) => all.extend(v),
             Some(Err(code)) => error = code,
@@ -592,7 +530,7 @@ pub async fn describe_groups(shard: &Rc<Shard>, req: DescribeGroupsRequest, vers
     for g in req.groups {
         let gid = g.0.to_string();
         let gid2 = gid.clone();
-        let r = on_coordinator(shard, &gid, move |_s, c| async move { c.state.borrow().describe_group(&gid2) }).await;
+        let r = reply!(on_coordinator(shard, &gid, GroupOp::Describe { group: gid2 }).await, GroupReply::Described);
         let mut dg = describe_groups_response::DescribedGroup::default().with_group_id(g.clone());
         match r {
             Ok(d) => {
@@ -647,13 +585,7 @@ pub async fn delete_groups(shard: &Rc<Shard>, req: DeleteGroupsRequest, _version
     for g in req.groups_names {
         let gid = g.0.to_string();
         let gid2 = gid.clone();
-        let r = on_coordinator(shard, &gid, move |_s, c| async move {
-            let mut res = c.state.borrow_mut().delete_groups(std::slice::from_ref(&gid2), now_ms());
-            let (_, outcome) = res.pop().expect("one result per group");
-            let tombstones = outcome?;
-            c.append_records(&tombstones).await
-        })
-        .await;
+        let r = on_coordinator(shard, &gid, GroupOp::Delete { group: gid2 }).await.map(|_| ());
         results
             .push(delete_groups_response::DeletableGroupResult::default().with_group_id(g).with_error_code(code(&r)));
     }

@@ -8,6 +8,8 @@ use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use kafka_protocol::records::RecordBatchDecoder;
 use kafka_protocol::ResponseError;
 
+use crate::messages::{Request, Response};
+use crate::router::Transport;
 use crate::shard::{Replica, Shard};
 
 const LATEST: i64 = -1;
@@ -33,18 +35,17 @@ pub async fn handle(shard: &Rc<Shard>, req: ListOffsetsRequest, version: i16) ->
                     let unsupported =
                         (target == MAX_TIMESTAMP && version < 7) || ((-5..=-4).contains(&target) && version < 8);
                     let current_epoch = if version >= 4 { p.current_leader_epoch } else { -1 };
-                    shard
-                        .router
-                        .call(shard, owner, move |s| async move {
-                            let epoch = s.partition(&topic, pi).map(|h| h.replica.leader_epoch());
-                            match epoch.map(|e| super::epochs::check_current_epoch(current_epoch, e)) {
-                                _ if unsupported => (ResponseError::UnsupportedVersion.code(), -1, -1, -1),
-                                Some(Err(e)) => (e.code(), -1, -1, -1),
-                                _ => lookup_local(&s, &topic, pi, target).await,
-                            }
-                        })
-                        .await
-                        .unwrap_or((ResponseError::NotLeaderOrFollower.code(), -1, -1, -1))
+                    let req = Request::ListOffset {
+                        topic,
+                        partition: pi,
+                        timestamp: target,
+                        current_leader_epoch: current_epoch,
+                        unsupported,
+                    };
+                    match shard.router.request(shard, owner, req).await {
+                        Some(Response::ListOffset(e, ts, off, epoch)) => (e, ts, off, epoch),
+                        _ => (ResponseError::NotLeaderOrFollower.code(), -1, -1, -1),
+                    }
                 }
             };
             let mut pr = ListOffsetsPartitionResponse::default()
@@ -61,6 +62,23 @@ pub async fn handle(shard: &Rc<Shard>, req: ListOffsetsRequest, version: i16) ->
         topics.push(tr);
     }
     ListOffsetsResponse::default().with_topics(topics)
+}
+
+/// Runs on the owner shard: the epoch checks, then the lookup.
+pub async fn lookup_checked(
+    shard: &Rc<Shard>,
+    topic: &str,
+    partition: i32,
+    target: i64,
+    current_epoch: i32,
+    unsupported: bool,
+) -> (i16, i64, i64, i32) {
+    let epoch = shard.partition(topic, partition).map(|h| h.replica.leader_epoch());
+    match epoch.map(|e| super::epochs::check_current_epoch(current_epoch, e)) {
+        _ if unsupported => (ResponseError::UnsupportedVersion.code(), -1, -1, -1),
+        Some(Err(e)) => (e.code(), -1, -1, -1),
+        _ => lookup_local(shard, topic, partition, target).await,
+    }
 }
 
 /// Runs on the owner shard. Returns (error code, timestamp, offset, leader

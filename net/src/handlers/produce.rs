@@ -20,6 +20,9 @@ use ringbroker_engine::EngineError;
 use ringbroker_replication::partition::PartitionError;
 use ringbroker_replication::Acks;
 
+use crate::messages::{Request, Response};
+use crate::metadata::{check_client_write, ClientWrite};
+use crate::router::Transport;
 use crate::shard::Shard;
 
 pub struct PartitionOutcome {
@@ -84,16 +87,20 @@ pub async fn handle(shard: &Rc<Shard>, req: ProduceRequest, version: i16) -> Pro
                     let topic = name.clone();
                     let shard2 = shard.clone();
                     Box::pin(async move {
-                        shard2
-                            .router
-                            .call(&shard2, owner, move |s| async move {
-                                append_local(&s, &topic, index, records, acks).await
-                            })
-                            .await
-                            .unwrap_or_else(|| {
+                        let req = Request::Produce { topic, partition: index, records, acks };
+                        match shard2.router.request(&shard2, owner, req).await {
+                            Some(Response::Produce(outcome)) => outcome,
+                            _ => {
                                 PartitionOutcome::err(ResponseError::NotLeaderOrFollower, Some("shard stopped".into()))
-                            })
+                            }
+                        }
                     })
+                }
+                (Some(m), _)
+                    if index >= 0 && index < m.partitions && check_client_write(m, ClientWrite::Produce).is_err() =>
+                {
+                    let (e, msg) = check_client_write(m, ClientWrite::Produce).expect_err("checked by the guard");
+                    Box::pin(async move { PartitionOutcome::err(e, Some(msg)) })
                 }
                 (Some(_), None) => Box::pin(async {
                     PartitionOutcome::err(ResponseError::InvalidRecord, Some("null record set".into()))

@@ -9,7 +9,9 @@ use std::rc::Rc;
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 use kafka_protocol::ResponseError;
 
+use crate::messages::{Request, Response};
 use crate::metadata::MetadataChange;
+use crate::router::Transport;
 use crate::shard::{Shard, CONTROLLER_SHARD};
 
 /// Producer ids reserved per metadata write.
@@ -26,18 +28,17 @@ pub async fn handle(shard: &Rc<Shard>, req: InitProducerIdRequest, _version: i16
         // Transactions are not implemented: refuse rather than pretend.
         return fail(ResponseError::TransactionalIdAuthorizationFailed);
     }
-    let id = shard.router.call(shard, CONTROLLER_SHARD, |s| async move { next_producer_id(&s).await }).await;
-    match id {
-        Some(Ok(id)) => {
+    match shard.router.request(shard, CONTROLLER_SHARD, Request::AllocateProducerId).await {
+        Some(Response::ProducerId(Ok(id))) => {
             InitProducerIdResponse::default().with_error_code(0).with_producer_id(ProducerId(id)).with_producer_epoch(0)
         }
-        Some(Err(e)) => fail(e),
-        None => fail(ResponseError::CoordinatorNotAvailable),
+        Some(Response::ProducerId(Err(e))) => fail(e),
+        _ => fail(ResponseError::CoordinatorNotAvailable),
     }
 }
 
 /// Runs on the controller shard.
-async fn next_producer_id(shard: &Rc<Shard>) -> Result<i64, ResponseError> {
+pub async fn next_producer_id(shard: &Rc<Shard>) -> Result<i64, ResponseError> {
     loop {
         let (next, end) = shard.producer_id_block.get();
         if next < end {

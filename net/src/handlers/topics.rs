@@ -137,6 +137,16 @@ pub async fn delete_topics(shard: &Rc<Shard>, req: DeleteTopicsRequest, version:
             );
             continue;
         }
+        if name.is_none() && id.is_nil() {
+            // Kafka: neither a name nor a (non-zero) id names no topic.
+            results.push(
+                DeletableTopicResult::default()
+                    .with_topic_id(id)
+                    .with_error_code(ResponseError::InvalidRequest.code())
+                    .with_error_message(Some(str_bytes("a topic needs a name or a non-zero id"))),
+            );
+            continue;
+        }
         let img = shard.image();
         let resolved = match &name {
             Some(n) => img.topic(n).map(|t| (t.name.clone(), t.id)),
