@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 
 use kafka_protocol::ResponseError;
+use ringbroker_engine::ids::TopicId;
 use serde::{Deserialize, Serialize};
 
 /// The topics only brokers write: consumer group offsets (and, once
@@ -55,9 +56,9 @@ fn refuse_internal(name: &str, what: &str) -> Result<(), (ResponseError, String)
 
 /// Shard that owns a partition: a stable hash of (topic id, partition) over
 /// the shard count, so placement does not depend on creation order.
-pub fn placement(topic_id: &[u8; 16], partition: i32, shard_count: usize) -> usize {
+pub fn placement(topic_id: &TopicId, partition: i32, shard_count: usize) -> usize {
     let mut key = [0u8; 20];
-    key[..16].copy_from_slice(topic_id);
+    key[..16].copy_from_slice(topic_id.as_bytes());
     key[16..].copy_from_slice(&partition.to_be_bytes());
     (xxhash_rust::xxh3::xxh3_64(&key) % shard_count as u64) as usize
 }
@@ -65,7 +66,7 @@ pub fn placement(topic_id: &[u8; 16], partition: i32, shard_count: usize) -> usi
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct TopicMeta {
     pub name: String,
-    pub id: [u8; 16],
+    pub id: TopicId,
     pub partitions: i32,
     pub replication_factor: i16,
     /// Topic-level overrides only; defaults come from the broker config.
@@ -94,7 +95,7 @@ impl MetadataImage {
     pub fn topic(&self, name: &str) -> Option<&TopicMeta> {
         self.topics.get(name)
     }
-    pub fn topic_by_id(&self, id: &[u8; 16]) -> Option<&TopicMeta> {
+    pub fn topic_by_id(&self, id: &TopicId) -> Option<&TopicMeta> {
         self.topics.values().find(|t| &t.id == id)
     }
 }
@@ -106,7 +107,7 @@ pub enum MetadataChange {
     /// replica of the metadata log applies the same one.
     CreateTopic {
         name: String,
-        id: [u8; 16],
+        id: TopicId,
         partitions: i32,
         replication_factor: i16,
         configs: BTreeMap<String, String>,
@@ -211,7 +212,7 @@ pub fn apply_change(img: &MetadataImage, change: &MetadataChange) -> Result<Meta
             if img.topics.contains_key(name) {
                 return Err((ResponseError::TopicAlreadyExists, format!("topic '{name}' already exists")));
             }
-            if *id == [0u8; 16] || img.topic_by_id(id).is_some() {
+            if id.is_zero() || img.topic_by_id(id).is_some() {
                 return Err((ResponseError::InvalidRequest, format!("topic id for '{name}' is zero or taken")));
             }
             if *partitions < 1 || *partitions > 100_000 {
@@ -306,7 +307,7 @@ mod tests {
         let img = MetadataImage::default();
         let c = MetadataChange::CreateTopic {
             name: "t".into(),
-            id: [1; 16],
+            id: TopicId([1; 16]),
             partitions: 3,
             replication_factor: 1,
             configs: BTreeMap::new(),
@@ -329,7 +330,7 @@ mod tests {
         // Another topic may not take a topic id in use.
         let same_id = MetadataChange::CreateTopic {
             name: "u".into(),
-            id: [1; 16],
+            id: TopicId([1; 16]),
             partitions: 1,
             replication_factor: 1,
             configs: BTreeMap::new(),
@@ -354,9 +355,9 @@ mod tests {
     #[test]
     fn placement_is_stable_and_in_range() {
         for p in 0..100 {
-            let s = placement(&[7; 16], p, 3);
+            let s = placement(&TopicId([7; 16]), p, 3);
             assert!(s < 3);
-            assert_eq!(s, placement(&[7; 16], p, 3));
+            assert_eq!(s, placement(&TopicId([7; 16]), p, 3));
         }
     }
 }
@@ -368,7 +369,7 @@ mod internal_topics {
     fn topic(name: &str) -> TopicMeta {
         TopicMeta {
             name: name.into(),
-            id: [9; 16],
+            id: TopicId([9; 16]),
             partitions: 1,
             replication_factor: 1,
             configs: BTreeMap::new(),
@@ -394,7 +395,7 @@ mod internal_topics {
             &MetadataImage::default(),
             &MetadataChange::CreateTopic {
                 name: "__consumer_offsets".into(),
-                id: [5; 16],
+                id: TopicId([5; 16]),
                 partitions: 50,
                 replication_factor: 1,
                 configs: BTreeMap::new(),
@@ -420,7 +421,7 @@ mod replay {
         let changes = [
             MetadataChange::CreateTopic {
                 name: "a".into(),
-                id: [3; 16],
+                id: TopicId([3; 16]),
                 partitions: 2,
                 replication_factor: 1,
                 configs: BTreeMap::new(),

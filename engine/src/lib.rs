@@ -12,6 +12,7 @@ pub mod cleaner;
 pub mod compaction;
 pub mod config;
 pub mod epoch_history;
+pub mod ids;
 pub mod index;
 pub mod io;
 pub mod log;

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use kafka_protocol::ResponseError;
+use ringbroker_engine::ids::TopicId;
 
 pub use ringbroker_controller::{
     apply_change, check_client_write, is_internal_topic, placement, valid_topic_name, validate_broker_config,
@@ -89,6 +90,11 @@ fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// A new topic id (random, never zero).
+pub fn random_topic_id() -> TopicId {
+    TopicId(random_id())
+}
+
 /// 16 random bytes from the kernel (topic ids, cluster id).
 pub fn random_id() -> [u8; 16] {
     let mut b = [0u8; 16];
@@ -118,7 +124,7 @@ mod tests {
         let id = s.image().cluster_id.clone();
         s.apply(&MetadataChange::CreateTopic {
             name: "x".into(),
-            id: random_id(),
+            id: random_topic_id(),
             partitions: 2,
             replication_factor: 1,
             configs: BTreeMap::new(),

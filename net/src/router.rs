@@ -25,7 +25,7 @@ use glommio::channels::shared_channel::{ConnectedReceiver, ConnectedSender, Shar
 use crate::messages::{serve, Request, Response};
 use crate::shard::Shard;
 
-pub type ShardId = usize;
+pub use ringbroker_engine::ids::ShardId;
 
 /// What travels between two shards.
 pub enum Message {
@@ -95,7 +95,7 @@ impl Router {
     async fn send(&self, target: ShardId, request: Request) -> Option<Response> {
         let id = self.next_call.get();
         self.next_call.set(id + 1);
-        let sender = self.senders.get(target)?.as_ref()?;
+        let sender = self.senders.get(target.0)?.as_ref()?;
         let (tx, rx) = oneshot::channel();
         self.pending.borrow_mut().insert(id, tx);
         if sender.send(Message::Call { from: self.id, id, request }).await.is_err() {
@@ -114,7 +114,7 @@ impl Router {
     }
 
     async fn reply(&self, to: ShardId, id: u64, response: Response) {
-        if let Some(Some(sender)) = self.senders.get(to) {
+        if let Some(Some(sender)) = self.senders.get(to.0) {
             let _ = sender.send(Message::Reply { id, response }).await;
         }
     }

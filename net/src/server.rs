@@ -21,7 +21,7 @@ use glommio::{LocalExecutorBuilder, Placement};
 use crate::config::BrokerConfig;
 use crate::metadata::{valid_topic_name, MetadataImage, MetadataStore};
 use crate::metrics::{render, ShardMetrics};
-use crate::router::{build_mesh, serve_peer, MeshEnds, Router};
+use crate::router::{build_mesh, serve_peer, MeshEnds, Router, ShardId};
 use crate::shard::Shard;
 
 struct Common {
@@ -116,9 +116,9 @@ async fn shard_main(
     store: Option<MetadataStore>,
 ) -> anyhow::Result<()> {
     let n = common.config.shards.len();
-    let (router, receivers) = Router::connect(id, ends).await;
+    let (router, receivers) = Router::connect(ShardId(id), ends).await;
     let shard = Rc::new(Shard {
-        id,
+        id: ShardId(id),
         config: common.config.clone(),
         tuning: common.config.shards[id].tuning.clone(),
         router,
@@ -159,7 +159,7 @@ async fn shard_main(
         configs.insert("segment.bytes".to_string(), "104857600".to_string());
         let change = crate::metadata::MetadataChange::CreateTopic {
             name: crate::coordinator::OFFSETS_TOPIC.to_string(),
-            id: crate::metadata::random_id(),
+            id: crate::metadata::random_topic_id(),
             partitions: crate::coordinator::OFFSETS_PARTITIONS,
             replication_factor: 1,
             configs,

@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use ringbroker_engine::cache::CacheLedger;
 use ringbroker_engine::config::{FlushPolicy, LogConfig};
+use ringbroker_engine::ids::{LeaderEpoch, TopicId};
 use ringbroker_engine::io::DmaStorage;
 use ringbroker_engine::log::PartitionLog;
 use ringbroker_engine::now_ms;
@@ -37,7 +38,7 @@ pub type Replica = Partition<DmaStorage>;
 pub struct PartitionHandle {
     pub topic: String,
     pub partition: i32,
-    pub topic_id: [u8; 16],
+    pub topic_id: TopicId,
     /// This broker's replica: high watermark, epochs, role, and the log.
     pub replica: Replica,
 }
@@ -89,7 +90,7 @@ pub enum DefaultSource {
 }
 
 /// The controller's shard.
-pub const CONTROLLER_SHARD: ShardId = 0;
+pub const CONTROLLER_SHARD: ShardId = ShardId(0);
 
 pub fn partition_dir(data_dir: &std::path::Path, topic: &str, partition: i32) -> PathBuf {
     data_dir.join(format!("{topic}-{partition}"))
@@ -105,8 +106,8 @@ impl Shard {
     }
 
     /// Owner shard of a partition under the current image.
-    pub fn owner(&self, topic_id: &[u8; 16], partition: i32) -> ShardId {
-        placement(topic_id, partition, self.shard_count())
+    pub fn owner(&self, topic_id: &TopicId, partition: i32) -> ShardId {
+        ShardId(placement(topic_id, partition, self.shard_count()))
     }
 
     pub fn partition(&self, topic: &str, partition: i32) -> Option<Rc<PartitionHandle>> {
@@ -151,7 +152,7 @@ impl Shard {
     /// Brings local partitions in line with `img`: opens new ones, drops
     /// deleted ones (removing their files), applies config changes.
     pub async fn install_metadata(self: &Rc<Self>, img: Arc<MetadataImage>) {
-        let mut wanted: Vec<(String, i32, [u8; 16])> = Vec::new();
+        let mut wanted: Vec<(String, i32, TopicId)> = Vec::new();
         for t in img.topics.values() {
             for p in 0..t.partitions {
                 if self.owner(&t.id, p) == self.id {
@@ -197,7 +198,7 @@ impl Shard {
             let opened = match Log::open(DmaStorage, &dir, cfg, self.cache.clone()).await {
                 Ok(log) => Replica::new(log).and_then(|r| {
                     // One broker: this replica leads, in epoch 0, alone in its ISR.
-                    r.become_leader(0, 1)?;
+                    r.become_leader(LeaderEpoch(0), 1)?;
                     Ok(r)
                 }),
                 Err(e) => Err(e),
@@ -231,7 +232,7 @@ impl Shard {
         let img = self.metadata_store.as_ref().expect("controller has the store").borrow_mut().apply(&change)?;
         for s in 0..self.shard_count() {
             let img2 = img.clone();
-            self.router.request(self, s, Request::InstallMetadata(img2)).await;
+            self.router.request(self, ShardId(s), Request::InstallMetadata(img2)).await;
         }
         Ok(img)
     }

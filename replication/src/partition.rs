@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use bytes::{Bytes, BytesMut};
 use ringbroker_engine::batch::BatchHeader;
 use ringbroker_engine::epoch_history::EpochHistory;
+use ringbroker_engine::ids::LeaderEpoch;
 use ringbroker_engine::io::SegmentStorage;
 use ringbroker_engine::log::{AppendInfo, PartitionLog, ReadResult};
 use ringbroker_engine::notify::OffsetWatch;
@@ -54,7 +55,7 @@ pub struct Partition<S: SegmentStorage> {
     log: RefCell<PartitionLog<S>>,
     dir: PathBuf,
     high_watermark: OffsetWatch,
-    leader_epoch: Cell<i32>,
+    leader_epoch: Cell<LeaderEpoch>,
     epochs: RefCell<EpochHistory>,
     role: Cell<Role>,
     /// In-sync replicas including this one (1 until partitions replicate).
@@ -84,7 +85,7 @@ impl<S: SegmentStorage + Clone> Partition<S> {
             log: RefCell::new(log),
             dir,
             high_watermark: OffsetWatch::new(start),
-            leader_epoch: Cell::new(epochs.latest().map(|(e, _)| e).unwrap_or(0)),
+            leader_epoch: Cell::new(LeaderEpoch(epochs.latest().map(|(e, _)| e).unwrap_or(0))),
             epochs: RefCell::new(epochs),
             role: Cell::new(Role::Offline),
             isr_size: Cell::new(1),
@@ -102,7 +103,7 @@ impl<S: SegmentStorage + Clone> Partition<S> {
     pub fn role(&self) -> Role {
         self.role.get()
     }
-    pub fn leader_epoch(&self) -> i32 {
+    pub fn leader_epoch(&self) -> LeaderEpoch {
         self.leader_epoch.get()
     }
     pub fn high_watermark(&self) -> i64 {
@@ -119,7 +120,7 @@ impl<S: SegmentStorage + Clone> Partition<S> {
     /// This replica leads from `epoch` on: new batches carry it, and the
     /// history records that it starts at the log end. `isr_size` counts the
     /// in-sync replicas, this one included.
-    pub fn become_leader(&self, epoch: i32, isr_size: usize) -> Result<(), EngineError> {
+    pub fn become_leader(&self, epoch: LeaderEpoch, isr_size: usize) -> Result<(), EngineError> {
         assert!(epoch >= self.leader_epoch.get(), "leader epochs never go back: {epoch} < {}", self.leader_epoch.get());
         assert!(isr_size >= 1, "the leader is in its own ISR");
         let end = self.log.borrow().next_offset();
@@ -133,7 +134,7 @@ impl<S: SegmentStorage + Clone> Partition<S> {
 
     /// This replica follows a leader of `epoch`: it takes no produce and its
     /// high watermark comes from the leader.
-    pub fn become_follower(&self, epoch: i32) {
+    pub fn become_follower(&self, epoch: LeaderEpoch) {
         assert!(epoch >= self.leader_epoch.get(), "leader epochs never go back: {epoch} < {}", self.leader_epoch.get());
         self.leader_epoch.set(epoch);
         self.role.set(Role::Follower);
@@ -143,9 +144,9 @@ impl<S: SegmentStorage + Clone> Partition<S> {
         self.role.set(Role::Offline);
     }
 
-    fn note_epoch(&self, epoch: i32, start: i64) -> Result<(), EngineError> {
+    fn note_epoch(&self, epoch: LeaderEpoch, start: i64) -> Result<(), EngineError> {
         let mut epochs = self.epochs.borrow_mut();
-        if epochs.latest().is_none_or(|(e, _)| epoch > e) && epochs.assign(epoch, start) {
+        if epochs.latest().is_none_or(|(e, _)| epoch.0 > e) && epochs.assign(epoch.0, start) {
             epochs.persist(&self.dir)?;
         }
         Ok(())
@@ -157,7 +158,7 @@ impl<S: SegmentStorage + Clone> Partition<S> {
         if self.role.get() != Role::Leader {
             return Err(PartitionError::NotLeader(self.role.get()));
         }
-        let info = self.log.borrow_mut().append(raw, header, now_ms, self.leader_epoch.get())?;
+        let info = self.log.borrow_mut().append(raw, header, now_ms, self.leader_epoch.get().0)?;
         self.update_high_watermark();
         Ok(info)
     }
@@ -168,7 +169,7 @@ impl<S: SegmentStorage + Clone> Partition<S> {
         if self.role.get() != Role::Follower {
             return Err(PartitionError::NotLeader(self.role.get()));
         }
-        self.note_epoch(header.partition_leader_epoch, header.base_offset)?;
+        self.note_epoch(LeaderEpoch(header.partition_leader_epoch), header.base_offset)?;
         self.log.borrow_mut().append_replicated(raw, header, now_ms)?;
         Ok(())
     }
@@ -306,7 +307,7 @@ impl<S: SegmentStorage + Clone> Partition<S> {
         assert!(hw <= end, "high watermark {hw} past the log end {end}");
         let epochs = self.epochs.borrow();
         if let Some((e, s)) = epochs.latest() {
-            assert!(e <= self.leader_epoch.get(), "history epoch {e} above the current {}", self.leader_epoch.get());
+            assert!(e <= self.leader_epoch.get().0, "history epoch {e} above the current {}", self.leader_epoch.get());
             assert!(s < end || (s == end && self.role.get() == Role::Leader), "epoch {e} starts at {s}, log end {end}");
         }
         if let Some(&(_, s)) = epochs.entries().first() {

@@ -8,6 +8,7 @@ use bytes::{Bytes, BytesMut};
 use ringbroker_engine::batch::{build_batch_with, validate_batch, BatchOptions, RecordSpec};
 use ringbroker_engine::cache::CacheLedger;
 use ringbroker_engine::config::{FlushPolicy, LogConfig};
+use ringbroker_engine::ids::LeaderEpoch;
 use ringbroker_engine::io::DmaStorage;
 use ringbroker_engine::log::PartitionLog;
 use ringbroker_replication::partition::{Partition, PartitionError, Role};
@@ -45,7 +46,7 @@ fn high_watermark_follows_what_is_durable() {
         let d = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
         let r = open(d.path(), LogConfig::kafka_defaults()).await;
         assert_eq!(r.role(), Role::Offline);
-        r.become_leader(0, 1).unwrap();
+        r.become_leader(LeaderEpoch(0), 1).unwrap();
         let end = produce(&r, 10);
         assert_eq!(end, 10);
         // Appended but not synced: not committed, not readable.
@@ -74,9 +75,9 @@ fn epochs_are_stamped_remembered_and_answer_offset_for_leader_epoch() {
     run(|| async {
         let d = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
         let r = open(d.path(), LogConfig::kafka_defaults()).await;
-        r.become_leader(0, 1).unwrap();
+        r.become_leader(LeaderEpoch(0), 1).unwrap();
         produce(&r, 10);
-        r.become_leader(3, 1).unwrap();
+        r.become_leader(LeaderEpoch(3), 1).unwrap();
         let end = produce(&r, 4);
         r.flush_once(0, false).await.unwrap();
         assert_eq!(r.epoch_history().entries(), &[(0, 0), (3, 10)]);
@@ -93,8 +94,8 @@ fn epochs_are_stamped_remembered_and_answer_offset_for_leader_epoch() {
         // The history is durable, and the reopened replica knows its epoch.
         let r = open(d.path(), LogConfig::kafka_defaults()).await;
         assert_eq!(r.epoch_history().entries(), &[(0, 0), (3, 10)]);
-        assert_eq!(r.leader_epoch(), 3);
-        r.become_leader(3, 1).unwrap();
+        assert_eq!(r.leader_epoch(), LeaderEpoch(3));
+        r.become_leader(LeaderEpoch(3), 1).unwrap();
         assert_eq!(r.end_offset_for_epoch(3), (3, 14));
         // DeleteRecords drops the epochs that ended before the new start.
         assert_eq!(r.delete_records_before(12).unwrap(), 12);
@@ -109,14 +110,14 @@ fn a_follower_appends_the_leaders_batches_and_truncates_a_diverged_tail() {
     run(|| async {
         let d = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
         let r = open(d.path(), LogConfig::kafka_defaults()).await;
-        r.become_leader(1, 1).unwrap();
+        r.become_leader(LeaderEpoch(1), 1).unwrap();
         produce(&r, 10);
         produce(&r, 10);
         r.flush_once(0, false).await.unwrap();
         assert_eq!(r.high_watermark(), 20);
 
         // A new leader (epoch 2) had only the first 15 offsets of epoch 1.
-        r.become_follower(2);
+        r.become_follower(LeaderEpoch(2));
         let raw = batch(BatchOptions::default(), 1);
         let h = validate_batch(&raw).unwrap();
         assert!(matches!(r.append(BytesMut::from(&raw[..]), &h, 0), Err(PartitionError::NotLeader(Role::Follower))));

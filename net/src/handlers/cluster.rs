@@ -129,14 +129,12 @@ pub fn epoch_end_offset_local(shard: &Shard, topic: &str, partition: i32, want: 
     let Some(h) = shard.partition(topic, partition) else {
         return (ResponseError::NotLeaderOrFollower.code(), -1, -1);
     };
-    let r = &h.replica;
-    if current > r.leader_epoch() {
-        (ResponseError::UnknownLeaderEpoch.code(), -1, -1)
-    } else if current >= 0 && current < r.leader_epoch() {
-        (ResponseError::FencedLeaderEpoch.code(), -1, -1)
-    } else {
-        let (e, off) = r.end_offset_for_epoch(want);
-        (0, e, off)
+    match super::epochs::check_current_epoch(current, h.replica.leader_epoch()) {
+        Err(e) => (e.code(), -1, -1),
+        Ok(()) => {
+            let (e, off) = h.replica.end_offset_for_epoch(want);
+            (0, e, off)
+        }
     }
 }
 

@@ -98,7 +98,7 @@ fn topic_entry(
     DescribeTopicPartitionsResponseTopic::default()
         .with_error_code(0)
         .with_name(Some(TopicName(str_bytes(&t.name))))
-        .with_topic_id(uuid::Uuid::from_bytes(t.id))
+        .with_topic_id(uuid::Uuid::from_bytes(t.id.0))
         .with_is_internal(t.internal)
         .with_partitions(partitions)
         .with_topic_authorized_operations(if ops { TOPIC_OPERATIONS } else { OPERATIONS_NOT_REQUESTED })

@@ -5,9 +5,11 @@
 //! metadata). OffsetForLeaderEpoch makes the same check (cluster.rs).
 
 use kafka_protocol::ResponseError;
+use ringbroker_engine::ids::LeaderEpoch;
 
 /// The client's `current_leader_epoch` (-1: not given) against the leader's.
-pub fn check_current_epoch(current: i32, leader: i32) -> Result<(), ResponseError> {
+pub fn check_current_epoch(current: i32, leader: LeaderEpoch) -> Result<(), ResponseError> {
+    let leader = leader.0;
     if current < 0 || current == leader {
         Ok(())
     } else if current > leader {
@@ -21,9 +23,9 @@ pub fn check_current_epoch(current: i32, leader: i32) -> Result<(), ResponseErro
 /// (v12+): a record epoch above every epoch this log has had means the
 /// client read a history this leader never wrote, which Kafka answers with
 /// OFFSET_OUT_OF_RANGE so the consumer resets.
-pub fn check_fetch_epochs(current: i32, last_fetched: i32, leader: i32) -> Result<(), ResponseError> {
+pub fn check_fetch_epochs(current: i32, last_fetched: i32, leader: LeaderEpoch) -> Result<(), ResponseError> {
     check_current_epoch(current, leader)?;
-    if last_fetched > leader {
+    if last_fetched > leader.0 {
         return Err(ResponseError::OffsetOutOfRange);
     }
     Ok(())
@@ -35,13 +37,14 @@ mod tests {
 
     #[test]
     fn epochs_like_kafka() {
-        assert_eq!(check_current_epoch(-1, 3), Ok(()));
-        assert_eq!(check_current_epoch(3, 3), Ok(()));
-        assert_eq!(check_current_epoch(4, 3), Err(ResponseError::UnknownLeaderEpoch));
-        assert_eq!(check_current_epoch(2, 3), Err(ResponseError::FencedLeaderEpoch));
-        assert_eq!(check_fetch_epochs(-1, -1, 0), Ok(()));
-        assert_eq!(check_fetch_epochs(0, 0, 0), Ok(()));
-        assert_eq!(check_fetch_epochs(-1, 3, 0), Err(ResponseError::OffsetOutOfRange));
-        assert_eq!(check_fetch_epochs(5, -1, 0), Err(ResponseError::UnknownLeaderEpoch));
+        let (e0, e3) = (LeaderEpoch(0), LeaderEpoch(3));
+        assert_eq!(check_current_epoch(-1, e3), Ok(()));
+        assert_eq!(check_current_epoch(3, e3), Ok(()));
+        assert_eq!(check_current_epoch(4, e3), Err(ResponseError::UnknownLeaderEpoch));
+        assert_eq!(check_current_epoch(2, e3), Err(ResponseError::FencedLeaderEpoch));
+        assert_eq!(check_fetch_epochs(-1, -1, e0), Ok(()));
+        assert_eq!(check_fetch_epochs(0, 0, e0), Ok(()));
+        assert_eq!(check_fetch_epochs(-1, 3, e0), Err(ResponseError::OffsetOutOfRange));
+        assert_eq!(check_fetch_epochs(5, -1, e0), Err(ResponseError::UnknownLeaderEpoch));
     }
 }

@@ -7,6 +7,7 @@
 //! deadline passes), then reads again. Owners wake parked fetches from the
 //! high-watermark watch that appends and flushes advance.
 
+use ringbroker_engine::ids::TopicId;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -68,7 +69,11 @@ pub async fn handle(shard: &Rc<Shard>, req: FetchRequest, version: i16, correlat
     let unknown_error =
         if version >= 13 { ResponseError::UnknownTopicId } else { ResponseError::UnknownTopicOrPartition };
     for t in &req.topics {
-        let meta = if version >= 13 { img.topic_by_id(t.topic_id.as_bytes()) } else { img.topic(t.topic.0.as_str()) };
+        let meta = if version >= 13 {
+            img.topic_by_id(&TopicId(*t.topic_id.as_bytes()))
+        } else {
+            img.topic(t.topic.0.as_str())
+        };
         // Unknown ids get a key no topic name can have ('/' is not allowed).
         let name = match (version >= 13, meta) {
             (true, Some(m)) => m.name.clone(),

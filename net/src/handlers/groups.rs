@@ -23,7 +23,7 @@ use super::str_bytes;
 use crate::coordinator::{OFFSETS_PARTITIONS, OFFSETS_TOPIC};
 use crate::group_ops::{GroupOp, GroupReply};
 use crate::messages::{Request, Response};
-use crate::router::Transport;
+use crate::router::{ShardId, Transport};
 use crate::shard::Shard;
 
 const KEY_TYPE_GROUP: i8 = 0;
@@ -493,7 +493,7 @@ pub async fn list_groups(shard: &Rc<Shard>, req: ListGroupsRequest, version: i16
     let mut all: Vec<(String, String, String)> = Vec::new();
     let mut error = 0;
     for s in 0..shard.shard_count() {
-        let r = match shard.router.request(shard, s, Request::ListGroups).await {
+        let r = match shard.router.request(shard, ShardId(s), Request::ListGroups).await {
             Some(Response::Groups(r)) => Some(r),
             _ => None,
         };

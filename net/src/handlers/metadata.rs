@@ -1,6 +1,7 @@
 //! Metadata: brokers, topics, partitions and their leaders. Auto-creates
 //! requested topics when `auto.create.topics.enable` and the client allows it.
 
+use ringbroker_engine::ids::TopicId;
 use std::rc::Rc;
 
 use kafka_protocol::messages::metadata_response::{
@@ -48,7 +49,7 @@ pub async fn handle(shard: &Rc<Shard>, req: MetadataRequest, version: i16) -> Me
                 if img.topic(name).is_none() && valid_topic_name(name) && !name.starts_with("__") {
                     let change = MetadataChange::CreateTopic {
                         name: name.clone(),
-                        id: crate::metadata::random_id(),
+                        id: crate::metadata::random_topic_id(),
                         partitions: shard.config.broker.num_partitions,
                         replication_factor: shard.config.broker.default_replication_factor,
                         configs: Default::default(),
@@ -74,8 +75,11 @@ pub async fn handle(shard: &Rc<Shard>, req: MetadataRequest, version: i16) -> Me
                 // As in Kafka, a non-zero topic id wins over the name (the
                 // Java admin client sends an empty name with the id).
                 let by_id = !id.is_nil();
-                let found =
-                    if by_id { img.topic_by_id(id.as_bytes()) } else { name.as_deref().and_then(|n| img.topic(n)) };
+                let found = if by_id {
+                    img.topic_by_id(&TopicId(*id.as_bytes()))
+                } else {
+                    name.as_deref().and_then(|n| img.topic(n))
+                };
                 match found {
                     Some(t) => topic_entry(shard, t, version, req.include_topic_authorized_operations),
                     None if by_id => MetadataResponseTopic::default()
@@ -153,7 +157,7 @@ fn topic_entry(shard: &Shard, t: &TopicMeta, version: i16, ops: bool) -> Metadat
         e = e.with_is_internal(t.internal);
     }
     if version >= 10 {
-        e = e.with_topic_id(uuid::Uuid::from_bytes(t.id));
+        e = e.with_topic_id(uuid::Uuid::from_bytes(t.id.0));
     }
     if version >= 8 {
         e = e.with_topic_authorized_operations(if ops { TOPIC_OPERATIONS } else { OPERATIONS_NOT_REQUESTED });

@@ -1,6 +1,7 @@
 //! CreateTopics, DeleteTopics, CreatePartitions: metadata changes applied by
 //! the controller shard and installed on every shard before answering.
 
+use ringbroker_engine::ids::TopicId;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
@@ -11,7 +12,7 @@ use kafka_protocol::messages::*;
 use kafka_protocol::ResponseError;
 
 use super::str_bytes;
-use crate::metadata::{apply_change, random_id, MetadataChange};
+use crate::metadata::{apply_change, random_topic_id, MetadataChange};
 use crate::shard::Shard;
 
 /// Names that occur more than once in one request: Kafka refuses each of
@@ -69,7 +70,7 @@ pub async fn create_topics(shard: &Rc<Shard>, req: CreateTopicsRequest, version:
         }
         let change = MetadataChange::CreateTopic {
             name: name.clone(),
-            id: random_id(),
+            id: random_topic_id(),
             partitions,
             replication_factor: rf,
             configs: configs.clone(),
@@ -101,7 +102,7 @@ pub async fn create_topics(shard: &Rc<Shard>, req: CreateTopicsRequest, version:
                         ));
                 }
                 if version >= 7 {
-                    r = r.with_topic_id(uuid::Uuid::from_bytes(meta.id));
+                    r = r.with_topic_id(uuid::Uuid::from_bytes(meta.id.0));
                 }
             }
             Err((e, msg)) => {
@@ -150,7 +151,7 @@ pub async fn delete_topics(shard: &Rc<Shard>, req: DeleteTopicsRequest, version:
         let img = shard.image();
         let resolved = match &name {
             Some(n) => img.topic(n).map(|t| (t.name.clone(), t.id)),
-            None => img.topic_by_id(id.as_bytes()).map(|t| (t.name.clone(), t.id)),
+            None => img.topic_by_id(&TopicId(*id.as_bytes())).map(|t| (t.name.clone(), t.id)),
         };
         let mut r = DeletableTopicResult::default().with_name(name.clone().map(|n| TopicName(str_bytes(&n))));
         if version >= 6 {
@@ -164,7 +165,7 @@ pub async fn delete_topics(shard: &Rc<Shard>, req: DeleteTopicsRequest, version:
             }
             Some((n, tid)) => {
                 if version >= 6 {
-                    r = r.with_name(Some(TopicName(str_bytes(&n)))).with_topic_id(uuid::Uuid::from_bytes(tid));
+                    r = r.with_name(Some(TopicName(str_bytes(&n)))).with_topic_id(uuid::Uuid::from_bytes(tid.0));
                 }
                 match shard.request_metadata_change(MetadataChange::DeleteTopic { name: n }).await {
                     Ok(_) => r = r.with_error_code(0),
