@@ -25,6 +25,9 @@ stamp0 "installing test clients if missing (scripts/install-test-deps.sh)"
 ./scripts/install-test-deps.sh
 stamp() { echo "[test-all +$(( $(date +%s) - t0 ))s] $*"; }
 
+stamp "flatbuffers: generated code matches the schemas (scripts/check-flatbuffers.sh)"
+./scripts/check-flatbuffers.sh
+
 stamp "cargo build --release --bins"
 cargo build --release --bins
 

@@ -7,6 +7,8 @@
 //! broker, which is what a replicated metadata log needs. Storage of the
 //! image (today a file on one node) lives with the broker, not here.
 
+pub mod records;
+
 use std::collections::BTreeMap;
 
 use kafka_protocol::ResponseError;
@@ -101,7 +103,7 @@ impl MetadataImage {
 }
 
 /// A change to metadata, as it will be recorded in the metadata log.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MetadataChange {
     /// The topic id is chosen before the record is proposed, so every
     /// replica of the metadata log applies the same one.

@@ -11,6 +11,7 @@ pub mod handlers;
 pub mod log_limit;
 pub mod messages;
 pub mod metadata;
+pub mod metadata_log;
 pub mod metrics;
 pub mod partition_map;
 pub mod router;

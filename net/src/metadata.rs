@@ -16,19 +16,31 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use kafka_protocol::ResponseError;
+use ringbroker_controller::records;
 use ringbroker_engine::ids::TopicId;
+
+use crate::metadata_log::MetadataLog;
 
 pub use ringbroker_controller::{
     apply_change, check_client_write, is_internal_topic, placement, valid_topic_name, validate_broker_config,
     ClientWrite, MetadataChange, MetadataImage, TopicMeta,
 };
 
-/// The controller's durable copy of the metadata (one JSON file, replaced
-/// atomically with write-to-temp, fsync, rename, fsync of the directory).
+/// The controller's durable copy of the metadata: a snapshot of the image
+/// (`meta/metadata.json`, replaced atomically: write to temp, fsync, rename,
+/// fsync of the directory) and the log of changes since it
+/// (`meta/metadata.log`, flatbuffers records, `metadata_log.rs`). A change is
+/// one appended, fdatasync'ed record, whatever the size of the image; every
+/// `SNAPSHOT_EVERY` records the image is snapshotted and the log emptied.
 pub struct MetadataStore {
     path: PathBuf,
     image: Arc<MetadataImage>,
+    log: MetadataLog,
 }
+
+/// Records between snapshots: replaying this many at start takes
+/// milliseconds, and a snapshot of a large image is written rarely.
+const SNAPSHOT_EVERY: usize = 1024;
 
 impl MetadataStore {
     pub fn open(data_dir: &Path) -> std::io::Result<Self> {
@@ -60,7 +72,9 @@ impl MetadataStore {
             }
             Err(e) => return Err(e),
         };
-        Ok(MetadataStore { path, image: Arc::new(image) })
+        let (log, frames) = MetadataLog::open(&dir)?;
+        let image = replay(image, frames, log.path())?;
+        Ok(MetadataStore { path, image: Arc::new(image), log })
     }
     pub fn image(&self) -> Arc<MetadataImage> {
         self.image.clone()
@@ -69,11 +83,49 @@ impl MetadataStore {
     /// the image to all shards before answering the client.
     pub fn apply(&mut self, change: &MetadataChange) -> Result<Arc<MetadataImage>, (ResponseError, String)> {
         let next = apply_change(&self.image, change)?;
-        write_atomic(&self.path, &serde_json::to_vec_pretty(&next).expect("serializable"))
-            .map_err(|e| (ResponseError::KafkaStorageError, format!("persisting metadata: {e}")))?;
+        let storage_error = |e: std::io::Error| (ResponseError::KafkaStorageError, format!("persisting metadata: {e}"));
+        self.log.append(next.version, &records::encode(change)).map_err(storage_error)?;
         self.image = Arc::new(next);
+        if self.log.len() >= SNAPSHOT_EVERY {
+            // The change is durable in the log already; a failed snapshot
+            // only means a longer replay at the next start.
+            if let Err(e) = self.snapshot() {
+                tracing::warn!(error = %e, "metadata snapshot failed; the log keeps the changes");
+            }
+        }
         Ok(self.image.clone())
     }
+
+    /// Writes the image as the snapshot and empties the log.
+    pub fn snapshot(&mut self) -> std::io::Result<()> {
+        write_atomic(&self.path, &serde_json::to_vec_pretty(&*self.image).expect("serializable"))?;
+        self.log.clear()
+    }
+}
+
+/// Applies the log's frames after the snapshot's version, in order. A frame
+/// that passed its CRC but does not decode, is out of sequence or does not
+/// apply means a broken store: refuse to start rather than serve a guess.
+fn replay(
+    mut image: MetadataImage,
+    frames: Vec<crate::metadata_log::Frame>,
+    path: &Path,
+) -> std::io::Result<MetadataImage> {
+    let broken =
+        |what: String| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {what}", path.display()));
+    for f in frames {
+        if f.version <= image.version {
+            continue; // already in the snapshot
+        }
+        if f.version != image.version + 1 {
+            return Err(broken(format!("record for version {} after version {}", f.version, image.version)));
+        }
+        let change = records::decode(&f.record).map_err(|e| broken(format!("version {}: {e}", f.version)))?;
+        image = apply_change(&image, &change)
+            .map_err(|(e, msg)| broken(format!("version {} does not apply: {e:?} {msg}", f.version)))?;
+        debug_assert_eq!(image.version, f.version);
+    }
+    Ok(image)
 }
 
 fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
@@ -133,5 +185,60 @@ mod tests {
         let s2 = MetadataStore::open(d.path()).unwrap();
         assert_eq!(s2.image().cluster_id, id);
         assert_eq!(s2.image().topic("x").unwrap().partitions, 2);
+    }
+
+    fn topic(name: &str) -> MetadataChange {
+        MetadataChange::CreateTopic {
+            name: name.into(),
+            id: random_topic_id(),
+            partitions: 1,
+            replication_factor: 1,
+            configs: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn changes_replay_from_the_log_over_the_snapshot() {
+        let d = tempfile::tempdir().unwrap();
+        let mut s = MetadataStore::open(d.path()).unwrap();
+        s.apply(&topic("a")).unwrap();
+        s.apply(&topic("b")).unwrap();
+        // A snapshot, then more changes in the log.
+        s.snapshot().unwrap();
+        s.apply(&topic("c")).unwrap();
+        s.apply(&MetadataChange::DeleteTopic { name: "a".into() }).unwrap();
+        let before = s.image();
+        drop(s);
+        let s = MetadataStore::open(d.path()).unwrap();
+        assert_eq!(*s.image(), *before);
+        assert_eq!(s.image().topics.keys().collect::<Vec<_>>(), ["b", "c"]);
+        assert_eq!(s.image().version, 4);
+    }
+
+    #[test]
+    fn a_crash_between_snapshot_and_log_clear_replays_nothing_twice() {
+        let d = tempfile::tempdir().unwrap();
+        let mut s = MetadataStore::open(d.path()).unwrap();
+        s.apply(&topic("a")).unwrap();
+        s.apply(&MetadataChange::AllocateProducerIds { count: 1000 }).unwrap();
+        // The snapshot is written but the log not emptied.
+        write_atomic(&s.path, &serde_json::to_vec_pretty(&*s.image()).unwrap()).unwrap();
+        s.apply(&MetadataChange::AllocateProducerIds { count: 1000 }).unwrap();
+        drop(s);
+        let s = MetadataStore::open(d.path()).unwrap();
+        assert_eq!(s.image().next_producer_id, 2000, "each allocation applied once");
+        assert_eq!(s.image().version, 3);
+    }
+
+    #[test]
+    fn a_log_record_that_does_not_follow_refuses_to_start() {
+        let d = tempfile::tempdir().unwrap();
+        let mut s = MetadataStore::open(d.path()).unwrap();
+        s.apply(&topic("a")).unwrap();
+        // Version 3 after version 1: a gap.
+        s.log.append(3, &records::encode(&topic("b"))).unwrap();
+        drop(s);
+        let e = MetadataStore::open(d.path()).err().expect("refused");
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidData);
     }
 }
