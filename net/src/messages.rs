@@ -128,19 +128,35 @@ impl Response {
     }
 }
 
-/// Runs `req` on `shard`, the shard that owns its state. Boxed: a metadata
-/// change sends requests of its own to every shard.
-pub fn serve(shard: Rc<Shard>, req: Request) -> Pin<Box<dyn Future<Output = Response>>> {
-    use crate::handlers::{cluster, describe, fetch, list_offsets, produce, producer_ids};
+/// Runs `req` on `shard`, the shard that owns its state. The hot requests
+/// (Produce, Read, WaitForData) run in place: a local call awaits them
+/// inline, as it awaited a closure before messages were typed, and the
+/// future stays the size of what they need (one produce A/B-measured 9%
+/// slower when every call boxed a future sized for the largest request).
+/// The rest are boxed: a metadata change sends requests of its own to every
+/// shard, so its future would otherwise contain itself.
+pub async fn serve(shard: Rc<Shard>, req: Request) -> Response {
+    use crate::handlers::{fetch, produce};
+    match req {
+        Request::Produce { topic, partition, records, acks } => {
+            Response::Produce(produce::append_local(&shard, &topic, partition, records, acks).await)
+        }
+        Request::Read(reads) => Response::Read(fetch::read_local(&shard, reads).await),
+        Request::WaitForData { positions, max_wait } => {
+            fetch::wait_local(&shard, positions, max_wait).await;
+            Response::Done
+        }
+        other => serve_admin(shard, other).await,
+    }
+}
+
+/// The requests off the hot path, boxed.
+fn serve_admin(shard: Rc<Shard>, req: Request) -> Pin<Box<dyn Future<Output = Response>>> {
+    use crate::handlers::{cluster, describe, list_offsets, producer_ids};
     Box::pin(async move {
         match req {
-            Request::Produce { topic, partition, records, acks } => {
-                Response::Produce(produce::append_local(&shard, &topic, partition, records, acks).await)
-            }
-            Request::Read(reads) => Response::Read(fetch::read_local(&shard, reads).await),
-            Request::WaitForData { positions, max_wait } => {
-                fetch::wait_local(&shard, positions, max_wait).await;
-                Response::Done
+            Request::Produce { .. } | Request::Read(_) | Request::WaitForData { .. } => {
+                unreachable!("served in place by serve()")
             }
             Request::ListOffset { topic, partition, timestamp, current_leader_epoch, unsupported } => {
                 let (e, ts, off, epoch) = list_offsets::lookup_checked(
