@@ -35,6 +35,8 @@ pub enum EngineError {
     OffsetOutOfRange { offset: i64, start: i64, end: i64 },
     #[error("partition is poisoned after a storage failure: {0}")]
     Poisoned(String),
+    #[error("partition is being truncated")]
+    Truncating,
     #[error(transparent)]
     Config(#[from] config::ConfigError),
     #[error(transparent)]

@@ -117,9 +117,13 @@ pub struct PartitionLog<S: SegmentStorage> {
     log_start_offset: i64,
     next_offset: i64,
     written_offset: i64,
-    /// Times the log was truncated: a compaction that read segments before a
-    /// truncation must not install its result after it.
+    /// Bumped when a truncation starts and when it ends: a compaction that
+    /// read segments before or during a truncation must not install its
+    /// result after it.
     truncations: u64,
+    /// A truncation is cutting segments: appends, retention and DeleteRecords
+    /// wait for it to finish (they are refused meanwhile).
+    truncating: bool,
     /// Batches in memory, oldest first, contiguous and ending at next_offset.
     recent: VecDeque<CachedBatch>,
     recent_bytes: usize,
@@ -208,6 +212,7 @@ impl<S: SegmentStorage + Clone> PartitionLog<S> {
             next_offset,
             written_offset: next_offset,
             truncations: 0,
+            truncating: false,
             recent: VecDeque::new(),
             recent_bytes: 0,
             cache,
@@ -356,6 +361,9 @@ impl<S: SegmentStorage + Clone> PartitionLog<S> {
         if let Some(reason) = &self.poisoned {
             return Err(EngineError::Poisoned(reason.clone()));
         }
+        if self.truncating {
+            return Err(EngineError::Truncating);
+        }
         assert_eq!(raw.len(), header.total_len(), "caller passes exactly one batch");
         let base = self.next_offset;
         let count = header.last_offset_delta as i64 + 1;
@@ -400,6 +408,9 @@ impl<S: SegmentStorage + Clone> PartitionLog<S> {
     pub fn append_replicated(&mut self, raw: Bytes, header: &BatchHeader, now_ms: i64) -> Result<(), EngineError> {
         if let Some(reason) = &self.poisoned {
             return Err(EngineError::Poisoned(reason.clone()));
+        }
+        if self.truncating {
+            return Err(EngineError::Truncating);
         }
         assert_eq!(raw.len(), header.total_len(), "caller passes exactly one batch");
         if header.base_offset < self.next_offset || header.last_offset_delta < 0 {
@@ -876,6 +887,9 @@ impl<S: SegmentStorage + Clone> PartitionLog<S> {
     /// Moves the log start offset (DeleteRecords) up to at most `upper`
     /// (the high watermark); deletes whole segments below it.
     pub fn delete_records_before(&mut self, offset: i64, upper: i64) -> Result<i64, EngineError> {
+        if self.truncating {
+            return Err(EngineError::Truncating);
+        }
         if offset > upper || offset < 0 {
             return Err(EngineError::OffsetOutOfRange { offset, start: self.log_start_offset, end: upper });
         }
@@ -917,7 +931,8 @@ impl<S: SegmentStorage + Clone> PartitionLog<S> {
     /// Applies retention.ms and retention.bytes to sealed segments. Returns
     /// how many segments were deleted.
     pub fn apply_retention(&mut self, now_ms: i64) -> Result<usize, EngineError> {
-        if !self.config.cleanup_policy.delete {
+        // The next housekeeping round applies it once the truncation is done.
+        if !self.config.cleanup_policy.delete || self.truncating {
             return Ok(0);
         }
         let mut deleted = 0;
@@ -1026,11 +1041,26 @@ impl<S: SegmentStorage + Clone> PartitionLog<S> {
             }
         }
         let mut new_end = None;
-        Self::with_flush_turn(this, async {
+        let result = Self::with_flush_turn(this, async {
+            {
+                // Before the first await: nothing may swap, delete or append
+                // segments under the cut from here on.
+                let mut s = this.borrow_mut();
+                s.truncating = true;
+                s.truncations += 1;
+            }
             new_end = Some(Self::truncate_inner(this, offset).await?);
             Ok(())
         })
-        .await?;
+        .await;
+        {
+            let mut s = this.borrow_mut();
+            if s.truncating {
+                s.truncating = false;
+                s.truncations += 1;
+            }
+        }
+        result?;
         Ok(new_end.expect("set when the truncation succeeded"))
     }
 
@@ -1061,7 +1091,6 @@ impl<S: SegmentStorage + Clone> PartitionLog<S> {
                 s.cache.forget(b.seq);
             }
             s.next_offset = new_end;
-            s.truncations += 1;
             s.readahead = None;
             s.durable.truncate(new_end);
             crate::cleaner::clamp_checkpoint(&s.dir, new_end)?;

@@ -20,7 +20,14 @@ struct WatchState {
     generation: u64,
     /// Times the value was moved back (`truncate`).
     truncations: u64,
+    /// The values of the most recent truncations, (count after, value), so
+    /// a waiter can tell whether its target was cut.
+    recent_truncations: std::collections::VecDeque<(u64, i64)>,
 }
+
+/// Truncations remembered per watch; a waiter that slept through more of
+/// them fails (conservatively) as if its target had been cut.
+const TRUNCATIONS_KEPT: usize = 8;
 
 /// A watched, non-decreasing offset. Cloning shares the same watch.
 #[derive(Clone, Default)]
@@ -48,13 +55,19 @@ impl OffsetWatch {
         }
     }
     /// Moves the value back to `value` (the log was truncated). Every
-    /// waiter for a target fails: what it waited for may never come, and
-    /// data appended later under the same offsets is not what it wrote.
+    /// waiter for a target past `value` fails: what it waited for is gone,
+    /// and data appended later under the same offsets is not what it wrote.
+    /// Waiters for targets at or below it wait on.
     pub fn truncate(&self, value: i64) {
         let mut s = self.0.borrow_mut();
         s.value = s.value.min(value);
         s.generation += 1;
         s.truncations += 1;
+        let n = s.truncations;
+        s.recent_truncations.push_back((n, value));
+        if s.recent_truncations.len() > TRUNCATIONS_KEPT {
+            s.recent_truncations.pop_front();
+        }
         for w in s.waiters.drain(..) {
             w.wake();
         }
@@ -83,6 +96,16 @@ impl OffsetWatch {
     }
 }
 
+/// Whether a truncation after `since` cut below `target` (or too many
+/// happened to tell).
+fn cut_below(s: &WatchState, since: u64, target: i64) -> bool {
+    let missed = s.truncations - since;
+    if missed as usize > s.recent_truncations.len() {
+        return true;
+    }
+    s.recent_truncations.iter().filter(|(n, _)| *n > since).any(|(_, v)| *v < target)
+}
+
 pub struct WaitFor {
     watch: OffsetWatch,
     target: Option<i64>,
@@ -98,8 +121,10 @@ impl Future for WaitFor {
         if let Some(reason) = &s.failed {
             return Poll::Ready(Err(reason.clone()));
         }
-        if self.target.is_some() && s.truncations != self.truncations {
-            return Poll::Ready(Err("log truncated".to_string()));
+        if let Some(target) = self.target {
+            if s.truncations != self.truncations && cut_below(&s, self.truncations, target) {
+                return Poll::Ready(Err("log truncated".to_string()));
+            }
         }
         let done = match self.target {
             Some(t) => s.value >= t,
@@ -182,6 +207,14 @@ mod tests {
         // Truncation never moves the value forward.
         w.truncate(8);
         assert_eq!(w.get(), 5);
+        // A waiter whose target survives a truncation waits on.
+        let mut kept = Box::pin(w.wait_for(6));
+        assert!(block_on(poll_once(&mut kept)).is_none());
+        w.truncate(6);
+        assert!(block_on(poll_once(&mut kept)).is_none());
+        w.advance(6);
+        assert_eq!(block_on(poll_once(&mut kept)), Some(Ok(())));
+        w.truncate(5);
         // A wait that starts after the truncation is an ordinary wait.
         let mut later = Box::pin(w.wait_for(7));
         assert!(block_on(poll_once(&mut later)).is_none());

@@ -13,9 +13,9 @@ fuzz_target!(|data: &[u8]| {
         let again = records::decode(&records::encode(&change)).expect("an encoded record decodes");
         assert_eq!(again, change);
     }
-    let (frames, valid) = ringbroker_net::metadata_log::parse(data);
+    let (frames, valid, _end) = ringbroker_net::metadata_log::parse(data);
     assert!(valid <= data.len());
-    assert_eq!(frames.iter().map(|f| 16 + f.record.len()).sum::<usize>(), valid);
+    assert_eq!(frames.iter().map(|f| 20 + f.record.len()).sum::<usize>(), valid);
     for f in frames {
         let _ = records::decode(&f.record);
     }

@@ -83,8 +83,11 @@ impl MetadataStore {
     /// the image to all shards before answering the client.
     pub fn apply(&mut self, change: &MetadataChange) -> Result<Arc<MetadataImage>, (ResponseError, String)> {
         let next = apply_change(&self.image, change)?;
-        let storage_error = |e: std::io::Error| (ResponseError::KafkaStorageError, format!("persisting metadata: {e}"));
-        self.log.append(next.version, &records::encode(change)).map_err(storage_error)?;
+        self.log.append(next.version, &records::encode(change)).map_err(|e| match e.kind() {
+            // A change too large to be a record (a huge config value).
+            std::io::ErrorKind::InvalidInput => (ResponseError::InvalidRequest, e.to_string()),
+            _ => (ResponseError::KafkaStorageError, format!("persisting metadata: {e}")),
+        })?;
         self.image = Arc::new(next);
         if self.log.len() >= SNAPSHOT_EVERY {
             // The change is durable in the log already; a failed snapshot

@@ -2,13 +2,18 @@
 //! record (`ringbroker_controller::records`), appended to `meta/metadata.log`
 //! and fdatasync'ed before the change is acknowledged.
 //!
-//! A frame is `[len: u32][crc32c: u32][version: u64][record: len bytes]`,
-//! big-endian; the CRC covers the version and the record. `version` is the
+//! A frame is `[len: u32][!len: u32][crc32c: u32][version: u64][record: len
+//! bytes]`, big-endian; the CRC covers the version and the record, and the
+//! inverted length tells a corrupt length from a frame cut short. `version` is the
 //! image version the record produces, so frames continue a snapshot
 //! (`metadata.json`) of version V at V + 1, and frames at or below V (a
 //! crash between writing a snapshot and emptying the log) are skipped. A
-//! torn or corrupt tail, the only damage a crash can do to an append-only
-//! file, is cut at the first bad frame; nothing after it was acknowledged.
+//! torn last frame, the only damage a crash can do to an append-only file,
+//! is cut off; nothing in it was acknowledged. A bad frame with more bytes
+//! after it is not a crash's work: the log is refused rather than cut, since
+//! cutting it would silently take back acknowledged changes. A failed
+//! append is rolled back to the previous end before anything else is
+//! written; if even that fails, the log refuses further appends.
 //!
 //! The Raft metadata quorum replaces this file with its replicated log of
 //! the same records.
@@ -17,7 +22,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-const HEADER_LEN: usize = 16;
+const HEADER_LEN: usize = 20;
 /// A metadata record is a few hundred bytes (a topic with its configs);
 /// anything claiming more than this is corruption, not a record.
 const MAX_RECORD_LEN: usize = 16 << 20;
@@ -26,6 +31,21 @@ pub struct MetadataLog {
     path: PathBuf,
     file: File,
     frames: usize,
+    /// Bytes of whole, synced frames.
+    len: u64,
+    /// An append failed and could not be rolled back.
+    broken: bool,
+}
+
+/// Where the valid frames end, and why.
+#[derive(Debug, PartialEq, Eq)]
+pub enum End {
+    /// The data ends after the last frame.
+    Clean,
+    /// The last frame is incomplete or garbled, and nothing follows it.
+    TornTail,
+    /// A bad frame with data after it: not what a crash leaves.
+    Corrupt,
 }
 
 /// One valid frame read back at open.
@@ -42,28 +62,59 @@ impl MetadataLog {
         let mut file = OpenOptions::new().create(true).read(true).append(true).open(&path)?;
         let mut data = Vec::new();
         file.read_to_end(&mut data)?;
-        let (frames, valid_len) = parse(&data);
-        if valid_len < data.len() {
-            tracing::warn!(path = %path.display(), valid_len, len = data.len(), "cutting a torn or corrupt metadata log tail");
-            file.set_len(valid_len as u64)?;
-            file.sync_all()?;
+        let (frames, valid_len, end) = parse(&data);
+        match end {
+            End::Clean => {}
+            End::TornTail => {
+                tracing::warn!(path = %path.display(), valid_len, len = data.len(), "cutting a torn metadata log tail");
+                file.set_len(valid_len as u64)?;
+                file.sync_all()?;
+            }
+            End::Corrupt => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "{}: bad frame at byte {valid_len} with {} bytes after it; refusing to drop acknowledged changes",
+                        path.display(),
+                        data.len() - valid_len
+                    ),
+                ));
+            }
         }
         file.seek(SeekFrom::End(0))?;
         File::open(dir)?.sync_all()?;
         let n = frames.len();
-        Ok((MetadataLog { path, file, frames: n }, frames))
+        Ok((MetadataLog { path, file, frames: n, len: valid_len as u64, broken: false }, frames))
     }
 
-    /// Appends one record durably.
+    /// Appends one record durably. On failure the file is cut back to its
+    /// previous end, so the next append cannot land after a torn frame or
+    /// reuse the version of a frame that might be on disk.
     pub fn append(&mut self, version: u64, record: &[u8]) -> io::Result<()> {
-        assert!(record.len() <= MAX_RECORD_LEN, "a metadata record of {} bytes", record.len());
+        if self.broken {
+            return Err(io::Error::other("the metadata log could not be rolled back after a failed append"));
+        }
+        if record.len() > MAX_RECORD_LEN {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("a metadata record of {} bytes (at most {MAX_RECORD_LEN})", record.len()),
+            ));
+        }
         let mut frame = Vec::with_capacity(HEADER_LEN + record.len());
         frame.extend_from_slice(&(record.len() as u32).to_be_bytes());
+        frame.extend_from_slice(&(!(record.len() as u32)).to_be_bytes());
         frame.extend_from_slice(&crc(version, record).to_be_bytes());
         frame.extend_from_slice(&version.to_be_bytes());
         frame.extend_from_slice(record);
-        self.file.write_all(&frame)?;
-        self.file.sync_data()?;
+        if let Err(e) = self.file.write_all(&frame).and_then(|()| self.file.sync_data()) {
+            let rolled_back = self.file.set_len(self.len).and_then(|()| self.file.sync_all());
+            if let Err(r) = rolled_back {
+                tracing::error!(path = %self.path.display(), error = %r, "metadata log rollback failed; refusing changes");
+                self.broken = true;
+            }
+            return Err(e);
+        }
+        self.len += frame.len() as u64;
         self.frames += 1;
         Ok(())
     }
@@ -82,6 +133,7 @@ impl MetadataLog {
         self.file.set_len(0)?;
         self.file.sync_all()?;
         self.frames = 0;
+        self.len = 0;
         Ok(())
     }
 
@@ -94,26 +146,56 @@ fn crc(version: u64, record: &[u8]) -> u32 {
     crc32c::crc32c_append(crc32c::crc32c(&version.to_be_bytes()), record)
 }
 
-/// The valid frames at the start of `data`, and how many bytes they take.
-pub fn parse(data: &[u8]) -> (Vec<Frame>, usize) {
+/// The valid frames at the start of `data`, how many bytes they take, and
+/// what ends them.
+pub fn parse(data: &[u8]) -> (Vec<Frame>, usize, End) {
     let mut frames = Vec::new();
     let mut at = 0;
-    while data.len() - at >= HEADER_LEN {
-        let h = &data[at..at + HEADER_LEN];
-        let len = u32::from_be_bytes(h[0..4].try_into().expect("4 bytes")) as usize;
-        let sum = u32::from_be_bytes(h[4..8].try_into().expect("4 bytes"));
-        let version = u64::from_be_bytes(h[8..16].try_into().expect("8 bytes"));
-        if len > MAX_RECORD_LEN || data.len() - at - HEADER_LEN < len {
-            break;
+    loop {
+        let left = &data[at..];
+        if left.is_empty() {
+            return (frames, at, End::Clean);
         }
-        let record = &data[at + HEADER_LEN..at + HEADER_LEN + len];
-        if crc(version, record) != sum {
-            break;
+        match frame_at(left) {
+            Ok((version, record)) => {
+                at += HEADER_LEN + record.len();
+                frames.push(Frame { version, record: record.to_vec() });
+            }
+            Err(could_be_last_append) => {
+                // A crash tears only the last append: a frame that reaches
+                // the end of the file, or zeros where the file grew but the
+                // data never landed. Anything else is damage.
+                let torn = could_be_last_append || left.iter().all(|b| *b == 0);
+                return (frames, at, if torn { End::TornTail } else { End::Corrupt });
+            }
         }
-        frames.push(Frame { version, record: record.to_vec() });
-        at += HEADER_LEN + len;
     }
-    (frames, at)
+}
+
+/// The frame at the start of `data`; `Err(true)` if it is incomplete in a
+/// way the last, interrupted append leaves (its header consistent, its end
+/// beyond the data, or a partial header), `Err(false)` if it is damaged.
+fn frame_at(data: &[u8]) -> Result<(u64, &[u8]), bool> {
+    if data.len() < HEADER_LEN {
+        return Err(true);
+    }
+    let word = |i: usize| u32::from_be_bytes(data[i..i + 4].try_into().expect("4 bytes"));
+    let (len, len_check, sum) = (word(0), word(4), word(8));
+    let version = u64::from_be_bytes(data[12..20].try_into().expect("8 bytes"));
+    if len_check != !len || len as usize > MAX_RECORD_LEN {
+        return Err(false);
+    }
+    let end = HEADER_LEN + len as usize;
+    if end > data.len() {
+        return Err(true);
+    }
+    let record = &data[HEADER_LEN..end];
+    if crc(version, record) != sum {
+        // The whole last frame is there but wrong: torn inside (the data
+        // blocks did not all land); wrong with data after it: damage.
+        return Err(end == data.len());
+    }
+    Ok((version, record))
 }
 
 #[cfg(test)]
@@ -131,7 +213,7 @@ mod tests {
         drop(log);
         // A crash in the middle of the third append.
         let mut f = OpenOptions::new().append(true).open(d.path().join("metadata.log")).unwrap();
-        f.write_all(&[0, 0, 0, 5, 1, 2]).unwrap();
+        f.write_all(&[0, 0, 0, 5, 0xff, 0xff, 0xff, 0xfa, 1, 2]).unwrap();
         drop(f);
         let (mut log, frames) = MetadataLog::open(d.path()).unwrap();
         assert_eq!(
@@ -147,6 +229,34 @@ mod tests {
         assert!(MetadataLog::open(d.path()).unwrap().1.is_empty());
     }
 
+    #[test]
+    fn a_bad_frame_in_the_middle_refuses_the_log() {
+        let d = tempfile::tempdir().unwrap();
+        let (mut log, _) = MetadataLog::open(d.path()).unwrap();
+        log.append(1, b"one").unwrap();
+        log.append(2, b"two").unwrap();
+        log.append(3, b"three").unwrap();
+        drop(log);
+        let p = d.path().join("metadata.log");
+        let mut data = std::fs::read(&p).unwrap();
+        data[HEADER_LEN + 3 + HEADER_LEN] ^= 0xff; // the second frame's record
+        std::fs::write(&p, &data).unwrap();
+        let e = MetadataLog::open(d.path()).err().expect("refused");
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        assert_eq!(std::fs::read(&p).unwrap(), data, "nothing was cut");
+    }
+
+    #[test]
+    fn an_oversized_record_is_an_error_not_a_crash() {
+        let d = tempfile::tempdir().unwrap();
+        let (mut log, _) = MetadataLog::open(d.path()).unwrap();
+        let big = vec![0u8; MAX_RECORD_LEN + 1];
+        assert_eq!(log.append(1, &big).unwrap_err().kind(), io::ErrorKind::InvalidInput);
+        log.append(1, b"fine").unwrap();
+        drop(log);
+        assert_eq!(MetadataLog::open(d.path()).unwrap().1.len(), 1);
+    }
+
     proptest! {
         /// Whatever is flipped, the frames read back are a prefix of what
         /// was written (a flipped frame and everything after it are cut).
@@ -156,13 +266,15 @@ mod tests {
             let mut data = Vec::new();
             for (i, r) in records.iter().enumerate() {
                 data.extend_from_slice(&(r.len() as u32).to_be_bytes());
+                data.extend_from_slice(&(!(r.len() as u32)).to_be_bytes());
                 data.extend_from_slice(&crc(i as u64, r).to_be_bytes());
                 data.extend_from_slice(&(i as u64).to_be_bytes());
                 data.extend_from_slice(r);
             }
             let at = flip.index(data.len());
             data[at] ^= x;
-            let (frames, _) = parse(&data);
+            let (frames, _, end) = parse(&data);
+            prop_assert!(end != End::Clean);
             prop_assert!(frames.len() < records.len());
             for (i, f) in frames.iter().enumerate() {
                 prop_assert_eq!(f.version, i as u64);

@@ -47,6 +47,8 @@ pub enum Role {
 pub enum PartitionError {
     #[error("this replica is not the partition's leader ({0:?})")]
     NotLeader(Role),
+    #[error("a replicated batch with leader epoch {0}, not one this follower's leader can have written")]
+    BadEpoch(i32),
     #[error(transparent)]
     Engine(#[from] EngineError),
 }
@@ -169,14 +171,27 @@ impl<S: SegmentStorage + Clone> Partition<S> {
         if self.role.get() != Role::Follower {
             return Err(PartitionError::NotLeader(self.role.get()));
         }
-        self.note_epoch(LeaderEpoch(header.partition_leader_epoch), header.base_offset)?;
+        // A batch from another broker is not trusted: a negative epoch is
+        // not an epoch, and one above the leader's own is not its leader's.
+        let epoch = header.partition_leader_epoch;
+        if epoch < 0 || epoch > self.leader_epoch.get().0 {
+            return Err(PartitionError::BadEpoch(epoch));
+        }
         self.log.borrow_mut().append_replicated(raw, header, now_ms)?;
+        // Recorded only once the log took the batch: a refused batch must
+        // not rewrite the history.
+        self.note_epoch(LeaderEpoch(epoch), header.base_offset)?;
         Ok(())
     }
 
     /// Takes back the log from `offset` on (see `PartitionLog::truncate_to`);
     /// the epoch history and the high watermark follow. Returns the new end.
     pub async fn truncate_to(&self, offset: i64) -> Result<i64, EngineError> {
+        // Lowered first: while the log is being cut, no reader may be told
+        // of, or read, offsets at or past the cut.
+        if self.high_watermark.get() > offset {
+            self.high_watermark.truncate(offset.max(self.log.borrow().log_start_offset()));
+        }
         let end = PartitionLog::truncate_to(&self.log, offset).await?;
         {
             let mut epochs = self.epochs.borrow_mut();

@@ -129,6 +129,15 @@ fn a_follower_appends_the_leaders_batches_and_truncates_a_diverged_tail() {
         let h = validate_batch(&raw).unwrap();
         r.append_replicated(Bytes::from(raw), &h, 0).unwrap();
         assert_eq!(r.epoch_history().entries(), &[(1, 0), (2, 10)]);
+        // Refused batches leave the history alone: one below the log end,
+        // one with an epoch no leader of this follower wrote, a negative one.
+        for (base, epoch) in [(12, 2), (16, 3), (16, -5)] {
+            let raw =
+                batch(BatchOptions { base_offset: base, partition_leader_epoch: epoch, ..BatchOptions::default() }, 1);
+            let h = validate_batch(&raw).unwrap();
+            assert!(r.append_replicated(Bytes::from(raw), &h, 0).is_err(), "base {base} epoch {epoch}");
+        }
+        assert_eq!(r.epoch_history().entries(), &[(1, 0), (2, 10)]);
         r.flush_once(0, false).await.unwrap();
         // A follower's high watermark comes from the leader, never past its own end.
         assert_eq!(r.high_watermark(), 10);

@@ -82,6 +82,13 @@ pub async fn handle(shard: &Rc<Shard>, req: ProduceRequest, version: i16) -> Pro
         for p in t.partition_data {
             let index = p.index;
             let fut: std::pin::Pin<Box<dyn std::future::Future<Output = PartitionOutcome>>> = match (&meta, p.records) {
+                // Before routing: internal topics take no client records.
+                (Some(m), _)
+                    if index >= 0 && index < m.partitions && check_client_write(m, ClientWrite::Produce).is_err() =>
+                {
+                    let (e, msg) = check_client_write(m, ClientWrite::Produce).expect_err("checked by the guard");
+                    Box::pin(async move { PartitionOutcome::err(e, Some(msg)) })
+                }
                 (Some(m), Some(records)) if index >= 0 && index < m.partitions => {
                     let owner = shard.owner(&m.id, index);
                     let topic = name.clone();
@@ -95,12 +102,6 @@ pub async fn handle(shard: &Rc<Shard>, req: ProduceRequest, version: i16) -> Pro
                             }
                         }
                     })
-                }
-                (Some(m), _)
-                    if index >= 0 && index < m.partitions && check_client_write(m, ClientWrite::Produce).is_err() =>
-                {
-                    let (e, msg) = check_client_write(m, ClientWrite::Produce).expect_err("checked by the guard");
-                    Box::pin(async move { PartitionOutcome::err(e, Some(msg)) })
                 }
                 (Some(_), None) => Box::pin(async {
                     PartitionOutcome::err(ResponseError::InvalidRecord, Some("null record set".into()))
