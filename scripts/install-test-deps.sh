@@ -41,8 +41,10 @@ if ! command -v mvn >/dev/null 2>&1 || ! command -v java >/dev/null 2>&1; then
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends maven openjdk-17-jdk-headless </dev/null
 fi
-java -version 2>&1 | head -n 1
-mvn -v 2>&1 | head -n 1
+# `| head` under pipefail: the tool may be killed by SIGPIPE once head has
+# its line (this failed CI after 7 s); the version line is informational.
+java -version 2>&1 | head -n 1 || true
+mvn -v 2>&1 | head -n 1 || true
 if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then
   export PATH="/usr/local/go/bin:$PATH"
 fi

@@ -95,7 +95,7 @@ EOF
   say "cargo fetch rskafka $RSKAFKA_VERSION from crates.io"
   (cd "$FETCHER" && cargo fetch -q) || { echo "cargo fetch of rskafka $RSKAFKA_VERSION failed" >&2; exit 2; }
   CARGO_HOME_DIR="${CARGO_HOME:-$HOME/.cargo}"
-  CRATE_SRC=$(ls -d "$CARGO_HOME_DIR"/registry/src/*/"rskafka-$RSKAFKA_VERSION" 2>/dev/null | head -1)
+  CRATE_SRC=$(ls -d "$CARGO_HOME_DIR"/registry/src/*/"rskafka-$RSKAFKA_VERSION" 2>/dev/null | head -1 || true)
   if [ -z "$CRATE_SRC" ] || [ ! -d "$CRATE_SRC/tests" ]; then
     echo "rskafka-$RSKAFKA_VERSION source (with tests/) not found under $CARGO_HOME_DIR/registry/src" >&2
     exit 2
