@@ -31,8 +31,8 @@ pub struct MetadataLog {
     path: PathBuf,
     file: File,
     frames: usize,
-    /// Bytes of whole, synced frames.
-    len: u64,
+    /// Bytes of whole, synced frames (where a failed append is cut back to).
+    synced_bytes: u64,
     /// An append failed and could not be rolled back.
     broken: bool,
 }
@@ -84,7 +84,7 @@ impl MetadataLog {
         file.seek(SeekFrom::End(0))?;
         File::open(dir)?.sync_all()?;
         let n = frames.len();
-        Ok((MetadataLog { path, file, frames: n, len: valid_len as u64, broken: false }, frames))
+        Ok((MetadataLog { path, file, frames: n, synced_bytes: valid_len as u64, broken: false }, frames))
     }
 
     /// Appends one record durably. On failure the file is cut back to its
@@ -107,14 +107,14 @@ impl MetadataLog {
         frame.extend_from_slice(&version.to_be_bytes());
         frame.extend_from_slice(record);
         if let Err(e) = self.file.write_all(&frame).and_then(|()| self.file.sync_data()) {
-            let rolled_back = self.file.set_len(self.len).and_then(|()| self.file.sync_all());
+            let rolled_back = self.file.set_len(self.synced_bytes).and_then(|()| self.file.sync_all());
             if let Err(r) = rolled_back {
                 tracing::error!(path = %self.path.display(), error = %r, "metadata log rollback failed; refusing changes");
                 self.broken = true;
             }
             return Err(e);
         }
-        self.len += frame.len() as u64;
+        self.synced_bytes += frame.len() as u64;
         self.frames += 1;
         Ok(())
     }
@@ -133,7 +133,7 @@ impl MetadataLog {
         self.file.set_len(0)?;
         self.file.sync_all()?;
         self.frames = 0;
-        self.len = 0;
+        self.synced_bytes = 0;
         Ok(())
     }
 

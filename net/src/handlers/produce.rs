@@ -78,15 +78,14 @@ pub async fn handle(shard: &Rc<Shard>, req: ProduceRequest, version: i16) -> Pro
     for t in req.topic_data {
         let name = t.name.0.to_string();
         let meta = img.topic(&name).cloned();
+        let refused = meta.as_ref().and_then(|m| check_client_write(m, ClientWrite::Produce).err());
         let mut parts = Vec::new();
         for p in t.partition_data {
             let index = p.index;
             let fut: std::pin::Pin<Box<dyn std::future::Future<Output = PartitionOutcome>>> = match (&meta, p.records) {
                 // Before routing: internal topics take no client records.
-                (Some(m), _)
-                    if index >= 0 && index < m.partitions && check_client_write(m, ClientWrite::Produce).is_err() =>
-                {
-                    let (e, msg) = check_client_write(m, ClientWrite::Produce).expect_err("checked by the guard");
+                (Some(m), _) if index >= 0 && index < m.partitions && refused.is_some() => {
+                    let (e, msg) = refused.clone().expect("checked by the guard");
                     Box::pin(async move { PartitionOutcome::err(e, Some(msg)) })
                 }
                 (Some(m), Some(records)) if index >= 0 && index < m.partitions => {
