@@ -7,6 +7,7 @@
 //! broker, which is what a replicated metadata log needs. Storage of the
 //! image (today a file on one node) lives with the broker, not here.
 
+pub mod quorum;
 pub mod records;
 
 use std::collections::BTreeMap;
@@ -134,6 +135,10 @@ pub enum MetadataChange {
     SetBrokerConfigs {
         resource: String,
         configs: BTreeMap<String, String>,
+    },
+    /// Names a new cluster: the first record its first leader commits.
+    InitCluster {
+        cluster_id: String,
     },
 }
 
@@ -294,6 +299,18 @@ pub fn apply_change(img: &MetadataImage, change: &MetadataChange) -> Result<Meta
                 return Err((ResponseError::UnknownServerError, "producer id space exhausted".into()));
             }
             next.next_producer_id += count;
+        }
+        MetadataChange::InitCluster { cluster_id } => {
+            if !img.cluster_id.is_empty() {
+                return Err((
+                    ResponseError::InvalidRequest,
+                    format!("the cluster is already named {}", img.cluster_id),
+                ));
+            }
+            if cluster_id.is_empty() || cluster_id.len() > 64 {
+                return Err((ResponseError::InvalidRequest, "a cluster id has 1 to 64 characters".into()));
+            }
+            next.cluster_id = cluster_id.clone();
         }
     }
     next.version += 1;

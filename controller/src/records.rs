@@ -76,6 +76,11 @@ pub fn encode(change: &MetadataChange) -> Vec<u8> {
             let t = fb::AllocateProducerIds::create(&mut b, &fb::AllocateProducerIdsArgs { count: *count });
             (fb::Change::AllocateProducerIds, t.as_union_value())
         }
+        MetadataChange::InitCluster { cluster_id } => {
+            let cluster_id = b.create_string(cluster_id);
+            let t = fb::InitCluster::create(&mut b, &fb::InitClusterArgs { cluster_id: Some(cluster_id) });
+            (fb::Change::InitCluster, t.as_union_value())
+        }
     };
     let root = fb::MetadataRecord::create(&mut b, &fb::MetadataRecordArgs { change_type: kind, change: Some(body) });
     b.finish(root, None);
@@ -140,6 +145,10 @@ pub fn decode(bytes: &[u8]) -> Result<MetadataChange, RecordError> {
             let t = rec.change_as_allocate_producer_ids().ok_or_else(|| missing("AllocateProducerIds"))?;
             Ok(MetadataChange::AllocateProducerIds { count: t.count() })
         }
+        fb::Change::InitCluster => {
+            let t = rec.change_as_init_cluster().ok_or_else(|| missing("InitCluster"))?;
+            Ok(MetadataChange::InitCluster { cluster_id: t.cluster_id().to_string() })
+        }
         fb::Change::RegisterBroker => Err(RecordError::Unsupported("RegisterBroker")),
         fb::Change::FenceBroker => Err(RecordError::Unsupported("FenceBroker")),
         fb::Change::PartitionChange => Err(RecordError::Unsupported("PartitionChange")),
@@ -185,6 +194,7 @@ mod tests {
             ("[0-9]{0,3}", configs())
                 .prop_map(|(resource, configs)| MetadataChange::SetBrokerConfigs { resource, configs }),
             any::<i64>().prop_map(|count| MetadataChange::AllocateProducerIds { count }),
+            "[A-Za-z0-9_-]{0,22}".prop_map(|cluster_id| MetadataChange::InitCluster { cluster_id }),
         ]
     }
 

@@ -13,14 +13,15 @@ pub mod inter_broker {
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_BODY: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_BODY: u8 = 3;
+pub const ENUM_MAX_BODY: u8 = 4;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_BODY: [Body; 4] = [
+pub const ENUM_VALUES_BODY: [Body; 5] = [
   Body::NONE,
   Body::AppendBatches,
   Body::AppendAck,
   Body::Heartbeat,
+  Body::QuorumMessage,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -32,14 +33,16 @@ impl Body {
   pub const AppendBatches: Self = Self(1);
   pub const AppendAck: Self = Self(2);
   pub const Heartbeat: Self = Self(3);
+  pub const QuorumMessage: Self = Self(4);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 3;
+  pub const ENUM_MAX: u8 = 4;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::AppendBatches,
     Self::AppendAck,
     Self::Heartbeat,
+    Self::QuorumMessage,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -48,6 +51,7 @@ impl Body {
       Self::AppendBatches => Some("AppendBatches"),
       Self::AppendAck => Some("AppendAck"),
       Self::Heartbeat => Some("Heartbeat"),
+      Self::QuorumMessage => Some("QuorumMessage"),
       _ => None,
     }
   }
@@ -670,6 +674,142 @@ impl ::core::fmt::Debug for Heartbeat<'_> {
       ds.finish()
   }
 }
+pub enum QuorumMessageOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// A metadata quorum message between controller-eligible brokers. `raft`
+/// holds raft-rs's own encoding of its message (eraftpb.Message, protobuf):
+/// the consensus library defines that protocol; we carry it, and check
+/// that the sender and receiver it names are the ones on the envelope.
+pub struct QuorumMessage<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for QuorumMessage<'a> {
+  type Inner = QuorumMessage<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> QuorumMessage<'a> {
+  pub const VT_FROM_NODE: ::flatbuffers::VOffsetT = 4;
+  pub const VT_TO_NODE: ::flatbuffers::VOffsetT = 6;
+  pub const VT_RAFT: ::flatbuffers::VOffsetT = 8;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    QuorumMessage { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args QuorumMessageArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<QuorumMessage<'bldr>> {
+    let mut builder = QuorumMessageBuilder::new(_fbb);
+    if let Some(x) = args.raft { builder.add_raft(x); }
+    builder.add_to_node(args.to_node);
+    builder.add_from_node(args.from_node);
+    builder.finish()
+  }
+
+
+  /// Node ids (Kafka's), not raft ids.
+  #[inline]
+  pub fn from_node(&self) -> i32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i32>(QuorumMessage::VT_FROM_NODE, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn to_node(&self) -> i32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i32>(QuorumMessage::VT_TO_NODE, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn raft(&self) -> ::flatbuffers::Vector<'a, u8> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u8>>>(QuorumMessage::VT_RAFT, None).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for QuorumMessage<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<i32>("from_node", Self::VT_FROM_NODE, false)?
+     .visit_field::<i32>("to_node", Self::VT_TO_NODE, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u8>>>("raft", Self::VT_RAFT, true)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct QuorumMessageArgs<'a> {
+    pub from_node: i32,
+    pub to_node: i32,
+    pub raft: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u8>>>,
+}
+impl<'a> Default for QuorumMessageArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    QuorumMessageArgs {
+      from_node: 0,
+      to_node: 0,
+      raft: None, // required field
+    }
+  }
+}
+
+pub struct QuorumMessageBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> QuorumMessageBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_from_node(&mut self, from_node: i32) {
+    self.fbb_.push_slot::<i32>(QuorumMessage::VT_FROM_NODE, from_node, 0);
+  }
+  #[inline]
+  pub fn add_to_node(&mut self, to_node: i32) {
+    self.fbb_.push_slot::<i32>(QuorumMessage::VT_TO_NODE, to_node, 0);
+  }
+  #[inline]
+  pub fn add_raft(&mut self, raft: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u8>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(QuorumMessage::VT_RAFT, raft);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> QuorumMessageBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    QuorumMessageBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<QuorumMessage<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, QuorumMessage::VT_RAFT,"raft");
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for QuorumMessage<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("QuorumMessage");
+      ds.field("from_node", &self.from_node());
+      ds.field("to_node", &self.to_node());
+      ds.field("raft", &self.raft());
+      ds.finish()
+  }
+}
 pub enum EnvelopeOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -771,6 +911,20 @@ impl<'a> Envelope<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_quorum_message(&self) -> Option<QuorumMessage<'a>> {
+    if self.body_type() == Body::QuorumMessage {
+      let u = self.body();
+      // Safety:
+      // Created from a valid Table for this object
+      // Which contains a valid union in this slot
+      Some(unsafe { QuorumMessage::init_from_table(u) })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for Envelope<'_> {
@@ -785,6 +939,7 @@ impl ::flatbuffers::Verifiable for Envelope<'_> {
           Body::AppendBatches => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<AppendBatches>>("Body::AppendBatches", pos),
           Body::AppendAck => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<AppendAck>>("Body::AppendAck", pos),
           Body::Heartbeat => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<Heartbeat>>("Body::Heartbeat", pos),
+          Body::QuorumMessage => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<QuorumMessage>>("Body::QuorumMessage", pos),
           _ => Ok(()),
         }
      })?
@@ -863,6 +1018,13 @@ impl ::core::fmt::Debug for Envelope<'_> {
         },
         Body::Heartbeat => {
           if let Some(x) = self.body_as_heartbeat() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Body::QuorumMessage => {
+          if let Some(x) = self.body_as_quorum_message() {
             ds.field("body", &x)
           } else {
             ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")

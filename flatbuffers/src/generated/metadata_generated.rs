@@ -13,10 +13,10 @@ pub mod metadata {
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_CHANGE: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_CHANGE: u8 = 9;
+pub const ENUM_MAX_CHANGE: u8 = 10;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_CHANGE: [Change; 10] = [
+pub const ENUM_VALUES_CHANGE: [Change; 11] = [
   Change::NONE,
   Change::CreateTopic,
   Change::DeleteTopic,
@@ -27,6 +27,7 @@ pub const ENUM_VALUES_CHANGE: [Change; 10] = [
   Change::RegisterBroker,
   Change::FenceBroker,
   Change::PartitionChange,
+  Change::InitCluster,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -44,9 +45,10 @@ impl Change {
   pub const RegisterBroker: Self = Self(7);
   pub const FenceBroker: Self = Self(8);
   pub const PartitionChange: Self = Self(9);
+  pub const InitCluster: Self = Self(10);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 9;
+  pub const ENUM_MAX: u8 = 10;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::CreateTopic,
@@ -58,6 +60,7 @@ impl Change {
     Self::RegisterBroker,
     Self::FenceBroker,
     Self::PartitionChange,
+    Self::InitCluster,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -72,6 +75,7 @@ impl Change {
       Self::RegisterBroker => Some("RegisterBroker"),
       Self::FenceBroker => Some("FenceBroker"),
       Self::PartitionChange => Some("PartitionChange"),
+      Self::InitCluster => Some("InitCluster"),
       _ => None,
     }
   }
@@ -1565,6 +1569,105 @@ impl ::core::fmt::Debug for PartitionChange<'_> {
       ds.finish()
   }
 }
+pub enum InitClusterOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// The first leader of a new metadata quorum names the cluster (Kafka's
+/// 22-character cluster id); applied once, ignored after.
+pub struct InitCluster<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for InitCluster<'a> {
+  type Inner = InitCluster<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> InitCluster<'a> {
+  pub const VT_CLUSTER_ID: ::flatbuffers::VOffsetT = 4;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    InitCluster { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args InitClusterArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<InitCluster<'bldr>> {
+    let mut builder = InitClusterBuilder::new(_fbb);
+    if let Some(x) = args.cluster_id { builder.add_cluster_id(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn cluster_id(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(InitCluster::VT_CLUSTER_ID, None).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for InitCluster<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("cluster_id", Self::VT_CLUSTER_ID, true)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct InitClusterArgs<'a> {
+    pub cluster_id: Option<::flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for InitClusterArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    InitClusterArgs {
+      cluster_id: None, // required field
+    }
+  }
+}
+
+pub struct InitClusterBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> InitClusterBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_cluster_id(&mut self, cluster_id: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(InitCluster::VT_CLUSTER_ID, cluster_id);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> InitClusterBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    InitClusterBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<InitCluster<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, InitCluster::VT_CLUSTER_ID,"cluster_id");
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for InitCluster<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("InitCluster");
+      ds.field("cluster_id", &self.cluster_id());
+      ds.finish()
+  }
+}
 pub enum MetadataRecordOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -1740,6 +1843,20 @@ impl<'a> MetadataRecord<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn change_as_init_cluster(&self) -> Option<InitCluster<'a>> {
+    if self.change_type() == Change::InitCluster {
+      let u = self.change();
+      // Safety:
+      // Created from a valid Table for this object
+      // Which contains a valid union in this slot
+      Some(unsafe { InitCluster::init_from_table(u) })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for MetadataRecord<'_> {
@@ -1759,6 +1876,7 @@ impl ::flatbuffers::Verifiable for MetadataRecord<'_> {
           Change::RegisterBroker => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<RegisterBroker>>("Change::RegisterBroker", pos),
           Change::FenceBroker => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<FenceBroker>>("Change::FenceBroker", pos),
           Change::PartitionChange => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<PartitionChange>>("Change::PartitionChange", pos),
+          Change::InitCluster => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<InitCluster>>("Change::InitCluster", pos),
           _ => Ok(()),
         }
      })?
@@ -1872,6 +1990,13 @@ impl ::core::fmt::Debug for MetadataRecord<'_> {
         },
         Change::PartitionChange => {
           if let Some(x) = self.change_as_partition_change() {
+            ds.field("change", &x)
+          } else {
+            ds.field("change", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Change::InitCluster => {
+          if let Some(x) = self.change_as_init_cluster() {
             ds.field("change", &x)
           } else {
             ds.field("change", &"InvalidFlatbuffer: Union discriminant does not match value.")

@@ -1,0 +1,115 @@
+//! Quorum messages on the wire between brokers: an inter-broker
+//! `Envelope` (flatbuffers, `flatbuffers/schemas/inter_broker.fbs`) holding a
+//! `QuorumMessage`, whose `raft` field is raft-rs's protobuf encoding of its
+//! message. Frames on the connection are `[len: u32 BE][envelope]`.
+//!
+//! Everything from another broker is hostile until checked: the envelope is
+//! verified, the raft message parsed with bounded sizes, and its sender and
+//! receiver must match the envelope's. A message that fails any check is an
+//! error (the connection is closed), never a panic.
+
+use protobuf::Message as PbMessage;
+use raft::prelude::Message;
+use ringbroker_flatbuffers::flatbuffers::{self, FlatBufferBuilder};
+use ringbroker_flatbuffers::inter_broker as fb;
+
+/// No quorum message comes near this (a snapshot of a large image is the
+/// biggest); a longer frame is refused before it is read.
+pub const MAX_FRAME: usize = 256 << 20;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    #[error("not a valid inter-broker envelope: {0}")]
+    Envelope(String),
+    #[error("not a quorum message")]
+    NotQuorum,
+    #[error("raft message does not decode: {0}")]
+    Raft(String),
+    #[error("raft message from {raft_from} to {raft_to} on an envelope from node {from} to node {to}")]
+    Mismatch { from: i32, to: i32, raft_from: u64, raft_to: u64 },
+}
+
+/// Node ids are Kafka's (from 0); raft ids are node id + 1.
+fn raft_id(node: i32) -> u64 {
+    node as u64 + 1
+}
+
+/// One framed quorum message, ready to write.
+pub fn encode(from_node: i32, to_node: i32, msg: &Message) -> Vec<u8> {
+    let raft = msg.write_to_bytes().expect("raft messages encode");
+    let mut b = FlatBufferBuilder::with_capacity(raft.len() + 64);
+    let raft = b.create_vector(&raft);
+    let q = fb::QuorumMessage::create(&mut b, &fb::QuorumMessageArgs { from_node, to_node, raft: Some(raft) });
+    let env = fb::Envelope::create(
+        &mut b,
+        &fb::EnvelopeArgs { sequence: 0, body_type: fb::Body::QuorumMessage, body: Some(q.as_union_value()) },
+    );
+    b.finish(env, None);
+    let data = b.finished_data();
+    let mut out = Vec::with_capacity(4 + data.len());
+    out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+    out.extend_from_slice(data);
+    out
+}
+
+/// Decodes one envelope (the bytes after the length prefix).
+pub fn decode(bytes: &[u8]) -> Result<(i32, i32, Message), WireError> {
+    let opts = ringbroker_flatbuffers::verifier_options(bytes.len());
+    let env =
+        flatbuffers::root_with_opts::<fb::Envelope>(&opts, bytes).map_err(|e| WireError::Envelope(e.to_string()))?;
+    let q = env.body_as_quorum_message().ok_or(WireError::NotQuorum)?;
+    let msg = Message::parse_from_bytes(q.raft().bytes()).map_err(|e| WireError::Raft(e.to_string()))?;
+    let (from, to) = (q.from_node(), q.to_node());
+    if from < 0 || to < 0 || msg.from != raft_id(from) || msg.to != raft_id(to) {
+        return Err(WireError::Mismatch { from, to, raft_from: msg.from, raft_to: msg.to });
+    }
+    Ok((from, to, msg))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use raft::prelude::{Entry, MessageType};
+
+    fn sample() -> Message {
+        let mut m = Message::default();
+        m.set_msg_type(MessageType::MsgAppend);
+        m.from = 2;
+        m.to = 3;
+        m.term = 7;
+        m.index = 41;
+        m.log_term = 6;
+        m.commit = 40;
+        m.entries = vec![Entry { index: 42, term: 7, data: b"record".to_vec().into(), ..Default::default() }].into();
+        m
+    }
+
+    #[test]
+    fn messages_round_trip_and_names_are_checked() {
+        let f = encode(1, 2, &sample());
+        assert_eq!(u32::from_be_bytes(f[..4].try_into().unwrap()) as usize, f.len() - 4);
+        let (from, to, m) = decode(&f[4..]).unwrap();
+        assert_eq!((from, to), (1, 2));
+        assert_eq!(m, sample());
+        let f = encode(0, 2, &sample());
+        assert!(matches!(decode(&f[4..]), Err(WireError::Mismatch { .. })));
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = decode(&bytes);
+        }
+
+        #[test]
+        fn corrupted_messages_never_panic(flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8)) {
+            let mut f = encode(1, 2, &sample());
+            for (i, x) in flips {
+                let at = 4 + i.index(f.len() - 4);
+                f[at] ^= x;
+            }
+            let _ = decode(&f[4..]);
+        }
+    }
+}
