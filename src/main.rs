@@ -38,6 +38,20 @@ enum Command {
         /// Prometheus/health HTTP listener HOST:PORT (overrides broker.admin_listen).
         #[arg(long)]
         admin_listen: Option<String>,
+        /// This broker's node id (overrides broker.node_id).
+        #[arg(long)]
+        node_id: Option<i32>,
+        /// Broker-to-broker listener HOST:PORT (overrides broker.cluster_listen).
+        #[arg(long)]
+        cluster_listen: Option<String>,
+        /// The metadata quorum, id@HOST:PORT,... of each voter's cluster
+        /// listener (overrides broker.controller_quorum_voters).
+        #[arg(long)]
+        controller_quorum_voters: Option<String>,
+        /// Client address given out in Metadata, HOST:PORT (overrides
+        /// broker.advertised_listener).
+        #[arg(long)]
+        advertised_listen: Option<String>,
     },
     /// Create, list, describe or delete topics.
     #[command(subcommand)]
@@ -53,7 +67,16 @@ enum Command {
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve { config, listen, data_dir, admin_listen } => {
+        Command::Serve {
+            config,
+            listen,
+            data_dir,
+            admin_listen,
+            node_id,
+            cluster_listen,
+            controller_quorum_voters,
+            advertised_listen,
+        } => {
             ringbroker_net::alloc_guard::keep_large_buffers_in_arenas();
             tracing_subscriber::fmt()
                 .with_env_filter(
@@ -68,7 +91,15 @@ fn main() {
                 .log_internal_errors(false)
                 .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
                 .init();
-            let ov = ringbroker_net::config::Overrides { listen, data_dir, admin_listen };
+            let ov = ringbroker_net::config::Overrides {
+                listen,
+                data_dir,
+                admin_listen,
+                node_id,
+                cluster_listen,
+                controller_quorum_voters,
+                advertised_listener: advertised_listen,
+            };
             let default_file = PathBuf::from("tuning/default.toml");
             let loaded = match config {
                 Some(path) => ringbroker_net::config::BrokerConfig::load(&path, &ov),

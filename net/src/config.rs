@@ -66,6 +66,13 @@ pub struct BrokerSection {
     /// Kafka `log.cleaner.io.max.bytes.per.second`, per core: the cleaner's
     /// read and write rate.
     pub log_cleaner_io_max_bytes_per_second: u64,
+    /// Kafka `controller.quorum.voters`: the metadata quorum, as
+    /// `id@host:port,...` with each voter's `cluster_listen` address. Empty:
+    /// this broker alone is the quorum (a single node).
+    pub controller_quorum_voters: String,
+    /// HOST:PORT for broker-to-broker traffic (the metadata quorum; partition
+    /// replication next). Needed when the quorum has other voters.
+    pub cluster_listen: String,
 }
 
 impl Default for BrokerSection {
@@ -89,6 +96,8 @@ impl Default for BrokerSection {
             offsets_retention_minutes: 10080,
             log_cleaner_backoff_ms: 15_000,
             log_cleaner_io_max_bytes_per_second: 100 << 20,
+            controller_quorum_voters: String::new(),
+            cluster_listen: String::new(),
         }
     }
 }
@@ -155,6 +164,10 @@ pub struct BrokerConfig {
     pub advertised_host: String,
     pub advertised_port: i32,
     pub admin_listen: Option<SocketAddr>,
+    /// The metadata quorum's voters (node id, cluster address), sorted by
+    /// id; this broker alone when none are configured.
+    pub voters: Vec<Voter>,
+    pub cluster_listen: Option<SocketAddr>,
     pub topic_defaults: BTreeMap<String, String>,
     pub shards: Vec<ShardConfig>,
 }
@@ -198,12 +211,46 @@ fn check_tuning(prefix: &str, t: &CoreTuning) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// One voter of the metadata quorum.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Voter {
+    pub node_id: i32,
+    /// HOST:PORT of its cluster listener ("" for this broker alone).
+    pub addr: String,
+}
+
+/// Parses Kafka's `controller.quorum.voters` form: `id@host:port,...`.
+pub fn parse_voters(text: &str) -> Result<Vec<Voter>, String> {
+    let mut out: Vec<Voter> = Vec::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (id, addr) = part.split_once('@').ok_or_else(|| format!("'{part}' is not id@host:port"))?;
+        let node_id: i32 = id.parse().map_err(|_| format!("'{id}' in '{part}' is not a node id"))?;
+        if node_id < 0 {
+            return Err(format!("node id {node_id} is negative"));
+        }
+        let (host, port) = addr.rsplit_once(':').ok_or_else(|| format!("'{addr}' is not host:port"))?;
+        if host.is_empty() || port.parse::<u16>().map_or(true, |p| p == 0) {
+            return Err(format!("'{addr}' is not host:port"));
+        }
+        if out.iter().any(|v| v.node_id == node_id) {
+            return Err(format!("node {node_id} is named twice"));
+        }
+        out.push(Voter { node_id, addr: addr.to_string() });
+    }
+    out.sort_by_key(|v| v.node_id);
+    Ok(out)
+}
+
 /// Command-line overrides of the file.
 #[derive(Debug, Default, Clone)]
 pub struct Overrides {
     pub listen: Option<String>,
     pub data_dir: Option<PathBuf>,
     pub admin_listen: Option<String>,
+    pub node_id: Option<i32>,
+    pub cluster_listen: Option<String>,
+    pub controller_quorum_voters: Option<String>,
+    pub advertised_listener: Option<String>,
 }
 
 impl BrokerConfig {
@@ -239,6 +286,18 @@ impl BrokerConfig {
         if let Some(a) = &ov.admin_listen {
             broker.admin_listen = a.clone();
         }
+        if let Some(n) = ov.node_id {
+            broker.node_id = n;
+        }
+        if let Some(c) = &ov.cluster_listen {
+            broker.cluster_listen = c.clone();
+        }
+        if let Some(v) = &ov.controller_quorum_voters {
+            broker.controller_quorum_voters = v.clone();
+        }
+        if let Some(a) = &ov.advertised_listener {
+            broker.advertised_listener = Some(a.clone());
+        }
         let listen: SocketAddr = broker.listen.parse().map_err(|_| ConfigError::Invalid {
             name: "broker.listen".into(),
             value: broker.listen.clone(),
@@ -268,7 +327,41 @@ impl BrokerConfig {
         if advertised_host == "0.0.0.0" {
             advertised_host = "127.0.0.1".into();
         }
-        check("broker.node_id", broker.node_id, 0, i32::MAX)?;
+        check("broker.node_id", broker.node_id, 0, i32::MAX - 1)?;
+        let invalid = |name: &str, value: &str, reason: String| ConfigError::Invalid {
+            name: name.into(),
+            value: value.into(),
+            reason,
+        };
+        let mut voters = parse_voters(&broker.controller_quorum_voters)
+            .map_err(|r| invalid("broker.controller_quorum_voters", &broker.controller_quorum_voters, r))?;
+        if voters.is_empty() {
+            voters.push(Voter { node_id: broker.node_id, addr: String::new() });
+        }
+        if !voters.iter().any(|v| v.node_id == broker.node_id) {
+            return Err(invalid(
+                "broker.controller_quorum_voters",
+                &broker.controller_quorum_voters,
+                format!(
+                    "must name this broker (node_id {}): every broker is a voter of the metadata quorum for now",
+                    broker.node_id
+                ),
+            ));
+        }
+        let cluster_listen = if broker.cluster_listen.is_empty() {
+            None
+        } else {
+            Some(broker.cluster_listen.parse::<SocketAddr>().map_err(|_| {
+                invalid("broker.cluster_listen", &broker.cluster_listen, "must be HOST:PORT with a numeric IP".into())
+            })?)
+        };
+        if voters.len() > 1 && cluster_listen.is_none() {
+            return Err(invalid(
+                "broker.cluster_listen",
+                "",
+                "must be set when controller_quorum_voters names other brokers".into(),
+            ));
+        }
         check("broker.socket_request_max_bytes", broker.socket_request_max_bytes, 1024, i32::MAX as u32)?;
         check("broker.num_partitions", broker.num_partitions, 1, 100_000)?;
         check("broker.default_replication_factor", broker.default_replication_factor, 1, 1)?;
@@ -347,7 +440,17 @@ impl BrokerConfig {
             v
         };
         check("number of [[core]] sections", shards.len(), 1, 1024)?;
-        Ok(BrokerConfig { broker, listen, advertised_host, advertised_port, admin_listen, topic_defaults, shards })
+        Ok(BrokerConfig {
+            broker,
+            listen,
+            advertised_host,
+            advertised_port,
+            admin_listen,
+            voters,
+            cluster_listen,
+            topic_defaults,
+            shards,
+        })
     }
 }
 
@@ -357,6 +460,34 @@ mod tests {
 
     fn parse(s: &str) -> Result<BrokerConfig, ConfigError> {
         BrokerConfig::parse(s, Path::new("t.toml"), &Overrides::default())
+    }
+
+    #[test]
+    fn quorum_voters_parse_in_kafkas_form_and_are_checked() {
+        let v = parse_voters("2@10.0.0.3:9093, 0@host-a:9093,1@[::1]:9093").unwrap();
+        assert_eq!(v.iter().map(|v| v.node_id).collect::<Vec<_>>(), [0, 1, 2]);
+        assert_eq!(v[0].addr, "host-a:9093");
+        for bad in ["1", "x@h:1", "1@h", "1@h:0", "1@:9", "1@h:1,1@g:2", "-1@h:1"] {
+            assert!(parse_voters(bad).is_err(), "{bad}");
+        }
+        // Alone by default.
+        let c = parse("").unwrap();
+        assert_eq!(c.voters, vec![Voter { node_id: 0, addr: String::new() }]);
+        // Must name this broker, and others need a cluster listener.
+        let e = parse("[broker]\nnode_id = 5\ncontroller_quorum_voters = \"1@h:1,2@h:2\"").unwrap_err();
+        assert!(e.to_string().contains("controller_quorum_voters"), "{e}");
+        let e = parse("[broker]\nnode_id = 1\ncontroller_quorum_voters = \"1@h:1,2@h:2\"").unwrap_err();
+        assert!(e.to_string().contains("cluster_listen"), "{e}");
+        let ov = Overrides {
+            node_id: Some(2),
+            cluster_listen: Some("127.0.0.1:7002".into()),
+            controller_quorum_voters: Some("1@127.0.0.1:7001,2@127.0.0.1:7002".into()),
+            ..Default::default()
+        };
+        let c = BrokerConfig::parse("", Path::new("t.toml"), &ov).unwrap();
+        assert_eq!(c.broker.node_id, 2);
+        assert_eq!(c.voters.len(), 2);
+        assert_eq!(c.cluster_listen.unwrap().port(), 7002);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! cross-shard routing, metadata, metrics.
 
 pub mod alloc_guard;
+pub mod cluster_link;
 pub mod config;
 pub mod conn;
 pub mod coordinator;
@@ -14,6 +15,7 @@ pub mod metadata;
 pub mod metadata_log;
 pub mod metrics;
 pub mod partition_map;
+pub mod quorum_driver;
 pub mod router;
 pub mod server;
 pub mod shard;

@@ -54,6 +54,29 @@ pub struct ShardMetrics {
     pub requests: [AtomicU64; MAX_API_KEY],
     pub request_errors: AtomicU64,
     pub request_latency: [Histogram; MAX_API_KEY],
+    /// The metadata quorum as this broker sees it (set on shard 0 only).
+    pub quorum: QuorumMetrics,
+}
+
+/// The metadata quorum's state on this broker.
+#[derive(Debug)]
+pub struct QuorumMetrics {
+    /// Node id of the active controller, -1 while none is known.
+    pub leader: AtomicI64,
+    pub term: AtomicU64,
+    pub commit_index: AtomicU64,
+    pub applied_index: AtomicU64,
+}
+
+impl Default for QuorumMetrics {
+    fn default() -> Self {
+        QuorumMetrics {
+            leader: AtomicI64::new(-1),
+            term: Default::default(),
+            commit_index: Default::default(),
+            applied_index: Default::default(),
+        }
+    }
 }
 
 impl ShardMetrics {
@@ -61,6 +84,7 @@ impl ShardMetrics {
         Arc::new(ShardMetrics {
             requests: std::array::from_fn(|_| AtomicU64::new(0)),
             request_latency: std::array::from_fn(|_| Histogram::default()),
+            quorum: QuorumMetrics::default(),
             produce_records: Default::default(),
             produce_bytes: Default::default(),
             fetch_bytes: Default::default(),
@@ -145,6 +169,29 @@ pub fn render(shards: &[Arc<ShardMetrics>]) -> String {
     ];
     for (name, help, v) in gauges {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+    }
+    if let Some(q) = shards.first().map(|s| &s.quorum) {
+        let quorum: [(&str, &str, i64); 4] = [
+            (
+                "ringbroker_metadata_quorum_leader",
+                "Node id of the active controller (metadata quorum leader), -1 while none is known",
+                q.leader.load(Relaxed),
+            ),
+            ("ringbroker_metadata_quorum_term", "Current term of the metadata quorum", q.term.load(Relaxed) as i64),
+            (
+                "ringbroker_metadata_quorum_commit_index",
+                "Highest metadata log index known committed",
+                q.commit_index.load(Relaxed) as i64,
+            ),
+            (
+                "ringbroker_metadata_quorum_applied_index",
+                "Highest metadata log index applied to this broker's image",
+                q.applied_index.load(Relaxed) as i64,
+            ),
+        ];
+        for (name, help, v) in quorum {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+        }
     }
     let _ = writeln!(
         out,

@@ -19,10 +19,12 @@ use glommio::net::TcpListener;
 use glommio::{LocalExecutorBuilder, Placement};
 
 use crate::config::BrokerConfig;
-use crate::metadata::{valid_topic_name, MetadataImage, MetadataStore};
+use crate::metadata::{valid_topic_name, MetadataImage};
 use crate::metrics::{render, ShardMetrics};
 use crate::router::{build_mesh, serve_peer, MeshEnds, Router, ShardId};
 use crate::shard::Shard;
+use ringbroker_controller::quorum::disk::FsDisk;
+use ringbroker_controller::quorum::Quorum;
 
 struct Common {
     config: Arc<BrokerConfig>,
@@ -46,9 +48,11 @@ pub fn run(config: BrokerConfig) -> anyhow::Result<()> {
     let _lock = lock_data_dir(&data_dir)?;
     ensure_port_free(config.listen)?;
     raise_open_file_limit();
-    let store =
-        MetadataStore::open(&data_dir).with_context(|| format!("opening metadata in {}", data_dir.display()))?;
-    let image = store.image();
+    let node = config.broker.node_id;
+    let voters: Vec<i32> = config.voters.iter().map(|v| v.node_id).collect();
+    let store = crate::quorum_driver::open(&data_dir, node, &voters)
+        .with_context(|| format!("opening the metadata quorum in {}", data_dir.display()))?;
+    let image = store.image().clone();
     remove_orphan_partition_dirs(&data_dir, &image);
 
     let shutdown = Arc::new(AtomicBool::new(false));
@@ -108,12 +112,50 @@ pub fn run(config: BrokerConfig) -> anyhow::Result<()> {
     result
 }
 
+/// Creates `__consumer_offsets` if the cluster has none yet. Several brokers
+/// may race to create it; the first record applied wins and the others see
+/// TOPIC_ALREADY_EXISTS. While no controller is elected, it retries.
+async fn ensure_offsets_topic(shard: &Rc<Shard>) -> anyhow::Result<()> {
+    use kafka_protocol::ResponseError;
+    let started = Instant::now();
+    let mut next_log = Duration::ZERO;
+    while shard.image().topic(crate::coordinator::OFFSETS_TOPIC).is_none() {
+        let mut configs = std::collections::BTreeMap::new();
+        configs.insert("cleanup.policy".to_string(), "compact".to_string());
+        // Kafka's offsets.topic.segment.bytes default.
+        configs.insert("segment.bytes".to_string(), "104857600".to_string());
+        let change = crate::metadata::MetadataChange::CreateTopic {
+            name: crate::coordinator::OFFSETS_TOPIC.to_string(),
+            id: crate::metadata::random_topic_id(),
+            partitions: crate::coordinator::OFFSETS_PARTITIONS,
+            replication_factor: 1,
+            configs,
+        };
+        match shard.change_metadata(change).await {
+            Ok(_) => {}
+            Err((ResponseError::TopicAlreadyExists, _)) => {}
+            Err((e @ (ResponseError::NotController | ResponseError::RequestTimedOut), msg)) => {
+                if shard.shutdown.load(Ordering::Relaxed) {
+                    anyhow::bail!("stopped before the metadata quorum was ready");
+                }
+                if started.elapsed() >= next_log {
+                    next_log += Duration::from_secs(5);
+                    tracing::info!(error = ?e, msg, "waiting for the metadata quorum to create the offsets topic");
+                }
+                glommio::timer::sleep(Duration::from_millis(200)).await;
+            }
+            Err((e, msg)) => anyhow::bail!("creating {}: {e:?} {msg}", crate::coordinator::OFFSETS_TOPIC),
+        }
+    }
+    Ok(())
+}
+
 async fn shard_main(
     id: usize,
     common: Arc<Common>,
     ends: MeshEnds,
     image: Arc<MetadataImage>,
-    store: Option<MetadataStore>,
+    store: Option<Quorum<FsDisk>>,
 ) -> anyhow::Result<()> {
     let n = common.config.shards.len();
     let (router, receivers) = Router::connect(ShardId(id), ends).await;
@@ -124,8 +166,9 @@ async fn shard_main(
         router,
         metadata: std::cell::RefCell::new(Arc::new(MetadataImage::default())),
         partitions: Default::default(),
-        metadata_store: store.map(std::cell::RefCell::new),
+        quorum: store.map(crate::quorum_driver::QuorumDriver::new),
         admin_lock: glommio::sync::Semaphore::new(1),
+        install_lock: glommio::sync::Semaphore::new(1),
         metrics: common.metrics[id].clone(),
         all_metrics: common.metrics.clone(),
         shutdown: common.shutdown.clone(),
@@ -140,6 +183,10 @@ async fn shard_main(
     for rx in receivers {
         glommio::spawn_local(serve_peer(shard.clone(), rx)).detach();
     }
+    if let Some(q) = shard.quorum.clone() {
+        q.start_links(&shard).await?;
+        glommio::spawn_local(q.ticker(shard.clone())).detach();
+    }
     let started = Instant::now();
     ringbroker_engine::io::probe_direct_io(&common.config.broker.data_dir)
         .await
@@ -151,23 +198,11 @@ async fn shard_main(
         ms = started.elapsed().as_millis() as u64,
         "shard recovered its partitions"
     );
-    // The internal offsets topic exists before any client is served.
-    if id == 0 && shard.image().topic(crate::coordinator::OFFSETS_TOPIC).is_none() {
-        let mut configs = std::collections::BTreeMap::new();
-        configs.insert("cleanup.policy".to_string(), "compact".to_string());
-        // Kafka's offsets.topic.segment.bytes default.
-        configs.insert("segment.bytes".to_string(), "104857600".to_string());
-        let change = crate::metadata::MetadataChange::CreateTopic {
-            name: crate::coordinator::OFFSETS_TOPIC.to_string(),
-            id: crate::metadata::random_topic_id(),
-            partitions: crate::coordinator::OFFSETS_PARTITIONS,
-            replication_factor: 1,
-            configs,
-        };
-        shard
-            .change_metadata(change)
-            .await
-            .map_err(|(e, msg)| anyhow::anyhow!("creating {}: {e:?} {msg}", crate::coordinator::OFFSETS_TOPIC))?;
+    // The cluster's metadata is known, and the internal offsets topic
+    // exists, before any client is served.
+    if let Some(q) = shard.quorum.clone() {
+        q.wait_until_ready(&shard).await;
+        ensure_offsets_topic(&shard).await?;
     }
     common.ready.fetch_add(1, Ordering::SeqCst);
     while common.ready.load(Ordering::SeqCst) < n {

@@ -27,7 +27,7 @@ use ringbroker_replication::partition::Partition;
 
 use crate::config::{BrokerConfig, CoreTuning};
 use crate::messages::{Request, Response};
-use crate::metadata::{placement, MetadataChange, MetadataImage, MetadataStore};
+use crate::metadata::{placement, MetadataChange, MetadataImage};
 use crate::metrics::ShardMetrics;
 use crate::router::{Router, ShardId, Transport};
 
@@ -57,8 +57,11 @@ pub struct Shard {
     pub router: Router,
     pub metadata: RefCell<Arc<MetadataImage>>,
     pub partitions: RefCell<crate::partition_map::PartitionMap>,
-    /// Only on shard 0: the durable metadata and a lock that serialises changes.
-    pub metadata_store: Option<RefCell<MetadataStore>>,
+    /// Only on shard 0: this broker's member of the metadata quorum.
+    pub quorum: Option<Rc<crate::quorum_driver::QuorumDriver>>,
+    /// Serialises metadata installs on this shard.
+    pub install_lock: glommio::sync::Semaphore,
+    /// Serialises this broker's metadata proposals.
     pub admin_lock: glommio::sync::Semaphore,
     pub metrics: Arc<ShardMetrics>,
     pub all_metrics: Vec<Arc<ShardMetrics>>,
@@ -152,6 +155,14 @@ impl Shard {
     /// Brings local partitions in line with `img`: opens new ones, drops
     /// deleted ones (removing their files), applies config changes.
     pub async fn install_metadata(self: &Rc<Self>, img: Arc<MetadataImage>) {
+        // One install at a time (opening a partition awaits its recovery, and
+        // a second install must not open it again), and images move forward
+        // only: the quorum may deliver a newer image while a shard still
+        // installs the one it recovered with.
+        let _turn = self.install_lock.acquire_permit(1).await.expect("never closed");
+        if img.version < self.metadata.borrow().version {
+            return;
+        }
         let mut wanted: Vec<(String, i32, TopicId)> = Vec::new();
         for t in img.topics.values() {
             for p in 0..t.partitions {
@@ -221,20 +232,17 @@ impl Shard {
         }
     }
 
-    /// Applies a metadata change: runs on the controller shard, persists, and
-    /// installs the new image on every shard before returning.
+    /// Applies a metadata change: runs on the controller shard, commits it
+    /// through the metadata quorum, and installs the new image on every
+    /// shard before returning.
     pub async fn change_metadata(
         self: &Rc<Self>,
         change: MetadataChange,
     ) -> Result<Arc<MetadataImage>, (kafka_protocol::ResponseError, String)> {
         assert_eq!(self.id, CONTROLLER_SHARD, "metadata changes run on the controller shard");
         let _permit = self.admin_lock.acquire_permit(1).await.expect("admin lock never closes");
-        let img = self.metadata_store.as_ref().expect("controller has the store").borrow_mut().apply(&change)?;
-        for s in 0..self.shard_count() {
-            let img2 = img.clone();
-            self.router.request(self, ShardId(s), Request::InstallMetadata(img2)).await;
-        }
-        Ok(img)
+        let quorum = self.quorum.clone().expect("the controller shard runs the quorum");
+        quorum.propose(self, change).await
     }
 
     /// Runs a metadata change from any shard.

@@ -1,0 +1,332 @@
+//! The metadata quorum on this broker: drives `ringbroker_controller::quorum`
+//! on the controller shard (shard 0).
+//!
+//! The node is sans-IO; this module gives it a clock (a tick every
+//! `TICK`), a disk (`meta/quorum.log`, `meta/quorum.snapshot`), and turns
+//! its output into effects: a changed image is installed on every shard,
+//! in order, before the proposals it answers are answered, so a client that
+//! created a topic can use it on any shard at once. Proposals wait for their
+//! record to commit and apply (or time out if leadership is lost).
+//!
+//! Raft ids are node ids plus one: raft reserves 0 for "nobody", and Kafka
+//! node ids start at 0.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::path::Path;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::channel::oneshot;
+use kafka_protocol::ResponseError;
+use ringbroker_controller::quorum::disk::FsDisk;
+use ringbroker_controller::quorum::{store, Applied, ProposeError, Quorum, QuorumConfig};
+
+use crate::messages::Request;
+use crate::metadata::{apply_change, MetadataChange, MetadataImage, MetadataStore};
+use crate::router::{ShardId, Transport};
+use crate::shard::Shard;
+
+/// The quorum's clock: election after 20-40 ticks of silence (1-2 s),
+/// heartbeats every 2 (100 ms).
+pub const TICK: Duration = Duration::from_millis(50);
+/// How long a proposal waits to be committed and applied.
+const PROPOSAL_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub type ChangeResult = Result<Arc<MetadataImage>, (ResponseError, String)>;
+
+pub fn raft_id(node_id: i32) -> u64 {
+    node_id as u64 + 1
+}
+pub fn node_id(raft_id: u64) -> i32 {
+    raft_id as i32 - 1
+}
+
+/// Opens this node's quorum state in `data_dir/meta`, migrating a
+/// pre-quorum single-node store on first start, and replays it: the image
+/// returned is everything this node knows committed.
+pub fn open(data_dir: &Path, node: i32, voters: &[i32]) -> anyhow::Result<Quorum<FsDisk>> {
+    let dir = data_dir.join("meta");
+    let disk = FsDisk::new(&dir)?;
+    let fresh = !dir.join(store::LOG_FILE).exists() && !dir.join(store::SNAPSHOT_FILE).exists();
+    let legacy = dir.join("metadata.json");
+    let migrate = if fresh && legacy.exists() {
+        let old = MetadataStore::open(data_dir)?;
+        tracing::info!(
+            version = old.image().version,
+            "migrating the single-node metadata store into the metadata quorum"
+        );
+        Some((*old.image()).clone())
+    } else {
+        None
+    };
+    let seed = u64::from_ne_bytes(crate::metadata::random_id()[..8].try_into().expect("8 bytes"));
+    let cfg = QuorumConfig::broker(raft_id(node), voters.iter().map(|&v| raft_id(v)).collect(), seed);
+    let mut q = Quorum::open(cfg, disk, migrate.clone())?;
+    if migrate.is_some() {
+        // The quorum holds the image now; keep the old files for reference
+        // under names nothing reads.
+        for f in ["metadata.json", "metadata.log"] {
+            let p = dir.join(f);
+            if p.exists() {
+                std::fs::rename(&p, dir.join(format!("{f}.migrated")))?;
+            }
+        }
+    }
+    // Apply what the log holds as committed (and, alone, commit and name
+    // the cluster): a few polls, each a bounded amount of work.
+    for _ in 0..4 {
+        q.poll()?;
+    }
+    Ok(q)
+}
+
+/// A proposal made in an earlier term: the controller changed while it was
+/// in flight, so it may or may not have been committed.
+#[derive(Debug)]
+pub struct LostProposal;
+
+/// A proposal's waiter: the term it was proposed in, and where its answer goes.
+type Waiter = (u64, oneshot::Sender<Result<Applied, LostProposal>>);
+
+pub struct QuorumDriver {
+    node: RefCell<Quorum<FsDisk>>,
+    /// Outgoing connections to the other voters (none when alone).
+    links: RefCell<Option<crate::cluster_link::QuorumLinks>>,
+    /// Proposals awaiting their record: seq -> (term proposed in, answer).
+    waiters: RefCell<HashMap<u64, Waiter>>,
+    next_seq: Cell<u64>,
+    /// One pump at a time, so images are installed in order.
+    pump_lock: glommio::sync::Semaphore,
+}
+
+impl QuorumDriver {
+    pub fn new(node: Quorum<FsDisk>) -> Rc<QuorumDriver> {
+        Rc::new(QuorumDriver {
+            node: RefCell::new(node),
+            links: RefCell::new(None),
+            waiters: Default::default(),
+            next_seq: Cell::new(0),
+            pump_lock: glommio::sync::Semaphore::new(1),
+        })
+    }
+
+    /// Connects to the other voters and listens for them.
+    pub async fn start_links(self: &Rc<Self>, shard: &Rc<Shard>) -> anyhow::Result<()> {
+        let cfg = &shard.config;
+        if cfg.voters.len() < 2 {
+            return Ok(());
+        }
+        let addr = cfg.cluster_listen.expect("checked with the config: voters need a cluster listener");
+        crate::cluster_link::serve(addr, self.clone(), shard.clone()).await?;
+        *self.links.borrow_mut() =
+            Some(crate::cluster_link::QuorumLinks::start(cfg.broker.node_id, &cfg.voters, shard));
+        Ok(())
+    }
+
+    pub fn is_voter(&self, node: i32) -> bool {
+        self.node.borrow().voters().contains(&raft_id(node))
+    }
+
+    /// A message from a peer voter.
+    pub async fn receive(&self, msg: ringbroker_controller::quorum::RaftMessage, shard: &Rc<Shard>) {
+        self.node.borrow_mut().step(msg);
+        self.pump(shard).await;
+    }
+
+    pub fn image(&self) -> Arc<MetadataImage> {
+        self.node.borrow().image().clone()
+    }
+
+    /// The active controller's node id, if known.
+    pub fn leader(&self) -> Option<i32> {
+        self.node.borrow().leader().map(node_id)
+    }
+
+    /// Proposes a change and waits until it is committed, applied and
+    /// installed on every shard of this broker.
+    pub async fn propose(&self, shard: &Rc<Shard>, change: MetadataChange) -> ChangeResult {
+        // Refuse early what cannot apply to the latest image we know; the
+        // state machine checks again when the record applies.
+        apply_change(&self.image(), &change)?;
+        let seq = self.next_seq.get();
+        self.next_seq.set(seq + 1);
+        self.node.borrow_mut().propose(&change, seq).map_err(|ProposeError::NotLeader { leader }| {
+            (
+                ResponseError::NotController,
+                format!("no active controller is known yet (leader: {:?}); retry", leader.map(node_id)),
+            )
+        })?;
+        let (tx, rx) = oneshot::channel();
+        let term = self.node.borrow().term();
+        self.waiters.borrow_mut().insert(seq, (term, tx));
+        self.pump(shard).await;
+        let timer = glommio::timer::sleep(PROPOSAL_TIMEOUT);
+        futures::pin_mut!(timer);
+        let applied = futures::future::select(rx, timer).await;
+        self.waiters.borrow_mut().remove(&seq);
+        match applied {
+            futures::future::Either::Left((Ok(Ok(a)), _)) => a.result.map(|()| a.image),
+            // Kafka's answer when the controller moves under a request:
+            // clients refresh metadata and retry.
+            futures::future::Either::Left((Ok(Err(LostProposal)), _)) => Err((
+                ResponseError::NotController,
+                "the active controller changed while the change was in flight; it may or may not have been applied"
+                    .into(),
+            )),
+            _ => Err((
+                ResponseError::RequestTimedOut,
+                format!("the metadata change was not committed within {PROPOSAL_TIMEOUT:?}"),
+            )),
+        }
+    }
+
+    /// Runs the node's pending work and carries out its effects.
+    pub async fn pump(&self, shard: &Rc<Shard>) {
+        let _turn = self.pump_lock.acquire_permit(1).await.expect("never closed");
+        loop {
+            let out = match self.node.borrow_mut().poll() {
+                Ok(out) => out,
+                Err(e) => {
+                    // The quorum's log could not be written: this node can
+                    // no longer keep its promises to its peers.
+                    tracing::error!(error = %e, "metadata quorum storage failed; stopping the broker");
+                    shard.shutdown.store(true, std::sync::atomic::Ordering::Relaxed);
+                    return;
+                }
+            };
+            if out.applied.is_empty() && !out.image_changed && out.messages.is_empty() {
+                self.fail_stale_proposals();
+                self.publish(shard);
+                return;
+            }
+            if !out.messages.is_empty() {
+                match self.links.borrow().as_ref() {
+                    Some(links) => links.send(out.messages),
+                    None => {
+                        tracing::debug!(n = out.messages.len(), "quorum messages before the links are up; raft resends")
+                    }
+                }
+            }
+            if out.image_changed {
+                let img = self.image();
+                for s in 0..shard.shard_count() {
+                    shard.router.request(shard, ShardId(s), Request::InstallMetadata(img.clone())).await;
+                }
+            }
+            for a in out.applied {
+                if let Some(seq) = a.proposal {
+                    if let Some((_, tx)) = self.waiters.borrow_mut().remove(&seq) {
+                        let _ = tx.send(Ok(a));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Waits until a controller is elected and this broker has applied the
+    /// cluster's name: its image is then the cluster's, not an empty one.
+    pub async fn wait_until_ready(&self, shard: &Rc<Shard>) {
+        let started = std::time::Instant::now();
+        let mut logged = 0;
+        while !shard.shutdown.load(std::sync::atomic::Ordering::Relaxed) {
+            let ready = {
+                let n = self.node.borrow();
+                n.leader().is_some() && !n.image().cluster_id.is_empty()
+            };
+            if ready {
+                return;
+            }
+            let waited = started.elapsed().as_secs();
+            if waited >= logged + 5 {
+                logged = waited;
+                tracing::info!(waited_s = waited, "waiting for the metadata quorum to elect a controller");
+            }
+            glommio::timer::sleep(TICK).await;
+        }
+    }
+
+    /// Exposes the quorum's state in the metrics.
+    fn publish(&self, shard: &Shard) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let n = self.node.borrow();
+        let m = &shard.metrics.quorum;
+        m.leader.store(n.leader().map_or(-1, |l| node_id(l) as i64), Relaxed);
+        m.term.store(n.term(), Relaxed);
+        m.commit_index.store(n.commit_index(), Relaxed);
+        m.applied_index.store(n.applied_index(), Relaxed);
+    }
+
+    /// A new term: proposals from before it went to a controller that is
+    /// gone (or was deposed) and may never commit. They are answered now
+    /// rather than at the timeout, so clients retry with the new controller.
+    /// (Records applied in this pump were answered first.)
+    fn fail_stale_proposals(&self) {
+        let term = self.node.borrow().term();
+        let lost: Vec<u64> =
+            self.waiters.borrow().iter().filter(|(_, (t, _))| *t < term).map(|(seq, _)| *seq).collect();
+        for seq in lost {
+            if let Some((_, tx)) = self.waiters.borrow_mut().remove(&seq) {
+                let _ = tx.send(Err(LostProposal));
+            }
+        }
+    }
+
+    /// The node's clock. Runs on the controller shard until shutdown.
+    pub async fn ticker(self: Rc<Self>, shard: Rc<Shard>) {
+        while !shard.shutdown.load(std::sync::atomic::Ordering::Relaxed) {
+            glommio::timer::sleep(TICK).await;
+            self.node.borrow_mut().tick();
+            self.pump(&shard).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn topic(name: &str) -> MetadataChange {
+        MetadataChange::CreateTopic {
+            name: name.into(),
+            id: crate::metadata::random_topic_id(),
+            partitions: 3,
+            replication_factor: 1,
+            configs: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn a_single_node_store_migrates_into_the_quorum_once() {
+        let d = tempfile::tempdir().unwrap();
+        let mut legacy = MetadataStore::open(d.path()).unwrap();
+        legacy.apply(&topic("kept")).unwrap();
+        legacy.apply(&MetadataChange::AllocateProducerIds { count: 1000 }).unwrap();
+        let old = legacy.image();
+        drop(legacy);
+
+        let q = open(d.path(), 0, &[0]).unwrap();
+        assert_eq!(q.image().cluster_id, old.cluster_id, "the cluster keeps its id");
+        assert_eq!(q.image().topics, old.topics);
+        assert_eq!(q.image().next_producer_id, 1000);
+        assert!(q.is_leader());
+        drop(q);
+        let meta = d.path().join("meta");
+        assert!(!meta.join("metadata.json").exists() && meta.join("metadata.json.migrated").exists());
+        // The second start reads the quorum, not the old files.
+        let q = open(d.path(), 0, &[0]).unwrap();
+        assert_eq!(q.image().topics, old.topics);
+    }
+
+    #[test]
+    fn a_new_node_names_its_cluster_and_keeps_the_name() {
+        let d = tempfile::tempdir().unwrap();
+        let q = open(d.path(), 5, &[5]).unwrap();
+        let id = q.image().cluster_id.clone();
+        assert_eq!(id.len(), 22);
+        drop(q);
+        assert_eq!(open(d.path(), 5, &[5]).unwrap().image().cluster_id, id);
+    }
+}
