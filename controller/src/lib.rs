@@ -7,6 +7,7 @@
 //! broker, which is what a replicated metadata log needs. Storage of the
 //! image (today a file on one node) lives with the broker, not here.
 
+pub mod liveness;
 pub mod quorum;
 pub mod records;
 
@@ -75,6 +76,56 @@ pub struct TopicMeta {
     /// Topic-level overrides only; defaults come from the broker config.
     pub configs: BTreeMap<String, String>,
     pub internal: bool,
+    /// Replicas, leader and ISR of each partition, by partition index.
+    #[serde(default)]
+    pub assignments: Vec<PartitionMeta>,
+}
+
+impl TopicMeta {
+    pub fn partition(&self, p: i32) -> Option<&PartitionMeta> {
+        usize::try_from(p).ok().and_then(|p| self.assignments.get(p))
+    }
+}
+
+/// Where one partition lives. At creation the leader is the first (the
+/// preferred) replica and the ISR holds the leader alone: a follower joins
+/// the ISR once it has caught up, which takes partition replication (the
+/// followers are placed and idle until then).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PartitionMeta {
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
+    /// -1: no leader.
+    pub leader: i32,
+    pub leader_epoch: i32,
+    /// Counts every change to this partition's replicas, ISR or leader.
+    pub partition_epoch: i32,
+}
+
+impl PartitionMeta {
+    pub fn new(replicas: Vec<i32>) -> PartitionMeta {
+        PartitionMeta { leader: replicas[0], isr: vec![replicas[0]], replicas, leader_epoch: 0, partition_epoch: 0 }
+    }
+}
+
+/// A registered broker.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BrokerMeta {
+    pub id: i32,
+    /// The image version at which this registration applied: larger after
+    /// every restart or re-registration.
+    pub epoch: i64,
+    /// Random per process start: tells a restart from a duplicate proposal.
+    pub incarnation: [u8; 16],
+    /// Client listener, as advertised.
+    pub host: String,
+    pub port: i32,
+    /// Broker-to-broker listener ("" if none).
+    pub cluster_host: String,
+    pub cluster_port: i32,
+    pub shards: u16,
+    /// Missed its heartbeats: its partitions are offline until it registers again.
+    pub fenced: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
@@ -92,6 +143,9 @@ pub struct MetadataImage {
     /// default of a topic config for topics without their own override.
     #[serde(default)]
     pub broker_configs: BTreeMap<String, BTreeMap<String, String>>,
+    /// Registered brokers, by id.
+    #[serde(default)]
+    pub brokers: BTreeMap<i32, BrokerMeta>,
 }
 
 impl MetadataImage {
@@ -101,6 +155,83 @@ impl MetadataImage {
     pub fn topic_by_id(&self, id: &TopicId) -> Option<&TopicMeta> {
         self.topics.values().find(|t| &t.id == id)
     }
+    /// Registered, unfenced brokers, by id.
+    pub fn live_brokers(&self) -> impl Iterator<Item = &BrokerMeta> {
+        self.brokers.values().filter(|b| !b.fenced)
+    }
+}
+
+/// Kafka's replica placement without racks: partition p's first replica is
+/// broker `(start + p) % n` of the live brokers (sorted by id), and the
+/// others follow it at a shift that changes each time the partitions wrap
+/// around the brokers, so followers spread as well as leaders. `start` and
+/// `shift` are random per call (chosen by the proposer).
+pub fn assign_replicas(
+    live: &[i32],
+    first_partition: i32,
+    count: i32,
+    replication_factor: i16,
+    start: usize,
+    shift: usize,
+) -> Result<Vec<Vec<i32>>, (ResponseError, String)> {
+    let n = live.len();
+    if replication_factor < 1 {
+        return Err((ResponseError::InvalidReplicationFactor, "Replication factor must be larger than 0.".into()));
+    }
+    if replication_factor as usize > n {
+        return Err((
+            ResponseError::InvalidReplicationFactor,
+            format!("Unable to replicate the partition {replication_factor} time(s): The target replication factor of {replication_factor} cannot be reached because only {n} broker(s) are registered."),
+        ));
+    }
+    let mut out = Vec::with_capacity(count.max(0) as usize);
+    for p in first_partition..first_partition + count {
+        let p = p as usize;
+        let first = (start + p) % n;
+        let mut replicas = vec![live[first]];
+        if n > 1 {
+            let wrap_shift = shift + p / n;
+            for j in 0..replication_factor as usize - 1 {
+                replicas.push(live[(first + 1 + (wrap_shift + j) % (n - 1)) % n]);
+            }
+        }
+        out.push(replicas);
+    }
+    Ok(out)
+}
+
+/// Checks replica assignments against the image: one per partition, each of
+/// `replication_factor` distinct registered brokers.
+fn check_assignments(
+    img: &MetadataImage,
+    assignments: &[Vec<i32>],
+    count: i32,
+    replication_factor: i16,
+) -> Result<(), (ResponseError, String)> {
+    if assignments.len() != count as usize {
+        return Err((
+            ResponseError::InvalidReplicaAssignment,
+            format!("{} replica assignments for {count} partitions", assignments.len()),
+        ));
+    }
+    for (i, r) in assignments.iter().enumerate() {
+        if r.is_empty() || r.len() != replication_factor as usize {
+            return Err((
+                ResponseError::InvalidReplicaAssignment,
+                format!("partition {i} has {} replicas, expected {replication_factor}", r.len()),
+            ));
+        }
+        if let Some(b) = r.iter().find(|b| !img.brokers.contains_key(b)) {
+            return Err((ResponseError::InvalidReplicaAssignment, format!("broker {b} is not registered")));
+        }
+        let mut sorted = r.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        if sorted.len() != r.len() {
+            return Err((ResponseError::InvalidReplicaAssignment, format!("partition {i} names a broker twice")));
+        }
+    }
+    Ok(())
 }
 
 /// A change to metadata, as it will be recorded in the metadata log.
@@ -114,6 +245,8 @@ pub enum MetadataChange {
         partitions: i32,
         replication_factor: i16,
         configs: BTreeMap<String, String>,
+        /// Replicas of each partition (`assign_replicas`, or the client's).
+        assignments: Vec<Vec<i32>>,
     },
     DeleteTopic {
         name: String,
@@ -121,6 +254,8 @@ pub enum MetadataChange {
     CreatePartitions {
         name: String,
         total: i32,
+        /// Replicas of each new partition.
+        assignments: Vec<Vec<i32>>,
     },
     /// Replaces the topic's overrides whole (AlterConfigs semantics).
     SetTopicConfigs {
@@ -139,6 +274,22 @@ pub enum MetadataChange {
     /// Names a new cluster: the first record its first leader commits.
     InitCluster {
         cluster_id: String,
+    },
+    /// A broker starts, or comes back after being fenced; it is live and
+    /// its epoch becomes the image version of this record.
+    RegisterBroker {
+        id: i32,
+        incarnation: [u8; 16],
+        host: String,
+        port: i32,
+        cluster_host: String,
+        cluster_port: i32,
+        shards: u16,
+    },
+    /// The controller stopped hearing from a broker (of that epoch).
+    FenceBroker {
+        id: i32,
+        epoch: i64,
     },
 }
 
@@ -212,7 +363,7 @@ pub fn valid_topic_name(name: &str) -> bool {
 pub fn apply_change(img: &MetadataImage, change: &MetadataChange) -> Result<MetadataImage, (ResponseError, String)> {
     let mut next = img.clone();
     match change {
-        MetadataChange::CreateTopic { name, id, partitions, replication_factor, configs } => {
+        MetadataChange::CreateTopic { name, id, partitions, replication_factor, configs, assignments } => {
             if !valid_topic_name(name) {
                 return Err((ResponseError::InvalidTopicException, format!("invalid topic name '{name}'")));
             }
@@ -228,12 +379,7 @@ pub fn apply_change(img: &MetadataImage, change: &MetadataChange) -> Result<Meta
                     format!("partitions must be within [1, 100000], got {partitions}"),
                 ));
             }
-            if *replication_factor != 1 {
-                return Err((
-                    ResponseError::InvalidReplicationFactor,
-                    format!("replication factor {replication_factor} is larger than the 1 available broker"),
-                ));
-            }
+            check_assignments(img, assignments, *partitions, *replication_factor)?;
             for (k, v) in configs {
                 ringbroker_engine::config::validate_topic_config(k, v)
                     .map_err(|e| (ResponseError::InvalidConfig, e.to_string()))?;
@@ -247,6 +393,7 @@ pub fn apply_change(img: &MetadataImage, change: &MetadataChange) -> Result<Meta
                     replication_factor: *replication_factor,
                     configs: configs.clone(),
                     internal: is_internal_topic(name),
+                    assignments: assignments.iter().cloned().map(PartitionMeta::new).collect(),
                 },
             );
         }
@@ -256,7 +403,7 @@ pub fn apply_change(img: &MetadataImage, change: &MetadataChange) -> Result<Meta
                 return Err((ResponseError::UnknownTopicOrPartition, format!("unknown topic '{name}'")));
             }
         }
-        MetadataChange::CreatePartitions { name, total } => {
+        MetadataChange::CreatePartitions { name, total, assignments } => {
             refuse_internal(name, "grown")?;
             let t = next
                 .topics
@@ -271,7 +418,12 @@ pub fn apply_change(img: &MetadataImage, change: &MetadataChange) -> Result<Meta
             if *total > 100_000 {
                 return Err((ResponseError::InvalidPartitions, "at most 100000 partitions".into()));
             }
+            let rf = t.replication_factor;
+            let new = *total - t.partitions;
+            check_assignments(img, assignments, new, rf)?;
+            let t = next.topics.get_mut(name).expect("checked above");
             t.partitions = *total;
+            t.assignments.extend(assignments.iter().cloned().map(PartitionMeta::new));
         }
         MetadataChange::SetTopicConfigs { name, configs } => {
             let t = next
@@ -312,9 +464,54 @@ pub fn apply_change(img: &MetadataImage, change: &MetadataChange) -> Result<Meta
             }
             next.cluster_id = cluster_id.clone();
         }
+        MetadataChange::RegisterBroker { id, incarnation, host, port, cluster_host, cluster_port, shards } => {
+            if *id < 0 || host.is_empty() || !(1..=65535).contains(port) || *shards == 0 {
+                return Err((ResponseError::InvalidRequest, format!("broker {id}: invalid registration")));
+            }
+            next.brokers.insert(
+                *id,
+                BrokerMeta {
+                    id: *id,
+                    epoch: img.version as i64 + 1,
+                    incarnation: *incarnation,
+                    host: host.clone(),
+                    port: *port,
+                    cluster_host: cluster_host.clone(),
+                    cluster_port: *cluster_port,
+                    shards: *shards,
+                    fenced: false,
+                },
+            );
+        }
+        MetadataChange::FenceBroker { id, epoch } => match next.brokers.get_mut(id) {
+            Some(b) if b.epoch == *epoch && !b.fenced => b.fenced = true,
+            _ => {
+                return Err((ResponseError::StaleBrokerEpoch, format!("broker {id} epoch {epoch} is not live")));
+            }
+        },
     }
     next.version += 1;
     Ok(next)
+}
+
+/// An image with brokers `ids` registered (test helper).
+#[cfg(test)]
+pub(crate) fn test_image(ids: &[i32]) -> MetadataImage {
+    ids.iter().fold(MetadataImage::default(), |img, &id| {
+        apply_change(
+            &img,
+            &MetadataChange::RegisterBroker {
+                id,
+                incarnation: [id as u8 + 1; 16],
+                host: "127.0.0.1".into(),
+                port: 9092 + id,
+                cluster_host: String::new(),
+                cluster_port: 0,
+                shards: 1,
+            },
+        )
+        .unwrap()
+    })
 }
 
 #[cfg(test)]
@@ -323,21 +520,31 @@ mod tests {
 
     #[test]
     fn create_alter_grow_delete() {
-        let img = MetadataImage::default();
+        let img = test_image(&[1]);
         let c = MetadataChange::CreateTopic {
             name: "t".into(),
             id: TopicId([1; 16]),
             partitions: 3,
             replication_factor: 1,
             configs: BTreeMap::new(),
+            assignments: vec![vec![1]; 3],
         };
         let img = apply_change(&img, &c).unwrap();
         assert_eq!(img.topic("t").unwrap().partitions, 3);
         assert_eq!(apply_change(&img, &c).unwrap_err().0, ResponseError::TopicAlreadyExists);
-        let img = apply_change(&img, &MetadataChange::CreatePartitions { name: "t".into(), total: 5 }).unwrap();
+        let img = apply_change(
+            &img,
+            &MetadataChange::CreatePartitions { name: "t".into(), total: 5, assignments: vec![vec![1]; 2] },
+        )
+        .unwrap();
         assert_eq!(img.topic("t").unwrap().partitions, 5);
         assert_eq!(
-            apply_change(&img, &MetadataChange::CreatePartitions { name: "t".into(), total: 4 }).unwrap_err().0,
+            apply_change(
+                &img,
+                &MetadataChange::CreatePartitions { name: "t".into(), total: 4, assignments: vec![vec![1]; 1] }
+            )
+            .unwrap_err()
+            .0,
             ResponseError::InvalidPartitions
         );
         let mut cfg = BTreeMap::new();
@@ -353,6 +560,7 @@ mod tests {
             partitions: 1,
             replication_factor: 1,
             configs: BTreeMap::new(),
+            assignments: vec![vec![1]; 1],
         };
         assert_eq!(apply_change(&img, &same_id).unwrap_err().0, ResponseError::InvalidRequest);
         let img = apply_change(&img, &MetadataChange::DeleteTopic { name: "t".into() }).unwrap();
@@ -369,6 +577,79 @@ mod tests {
         assert!(validate_broker_config("max.connections", "100").is_ok());
         assert_eq!(validate_broker_config("no.such.config", "1").unwrap_err().0, ResponseError::InvalidConfig);
         assert_eq!(validate_broker_config("ssl.", "1").unwrap_err().0, ResponseError::InvalidConfig);
+    }
+
+    #[test]
+    fn replicas_spread_over_brokers_and_assignments_are_checked() {
+        let a = assign_replicas(&[1, 2, 3], 0, 6, 3, 0, 0).unwrap();
+        for r in &a {
+            let mut s = r.clone();
+            s.sort_unstable();
+            assert_eq!(s, [1, 2, 3], "three distinct replicas: {r:?}");
+        }
+        let leaders: Vec<i32> = a.iter().map(|r| r[0]).collect();
+        assert_eq!(leaders, [1, 2, 3, 1, 2, 3], "leaders rotate");
+        let a = assign_replicas(&[1, 2, 3, 4, 5], 3, 10, 2, 4, 1).unwrap();
+        assert!(a.iter().all(|r| r.len() == 2 && r[0] != r[1]));
+        assert_eq!(assign_replicas(&[1, 2], 0, 1, 3, 0, 0).unwrap_err().0, ResponseError::InvalidReplicationFactor);
+        assert_eq!(assign_replicas(&[1], 0, 1, 0, 0, 0).unwrap_err().0, ResponseError::InvalidReplicationFactor);
+
+        let img = test_image(&[1, 2]);
+        let create = |assignments: Vec<Vec<i32>>, rf| MetadataChange::CreateTopic {
+            name: "t".into(),
+            id: TopicId([4; 16]),
+            partitions: 2,
+            replication_factor: rf,
+            configs: BTreeMap::new(),
+            assignments,
+        };
+        let bad = [
+            (vec![vec![1, 2]], 2),             // one assignment for two partitions
+            (vec![vec![1, 1], vec![2, 1]], 2), // a broker twice
+            (vec![vec![1, 3], vec![2, 1]], 2), // broker 3 is not registered
+            (vec![vec![1], vec![2, 1]], 2),    // wrong replication factor
+        ];
+        for (a, rf) in bad {
+            assert_eq!(
+                apply_change(&img, &create(a.clone(), rf)).unwrap_err().0,
+                ResponseError::InvalidReplicaAssignment,
+                "{a:?}"
+            );
+        }
+        let img = apply_change(&img, &create(vec![vec![2, 1], vec![1, 2]], 2)).unwrap();
+        let p1 = img.topic("t").unwrap().partition(1).unwrap();
+        assert_eq!((p1.leader, p1.isr.clone(), p1.leader_epoch), (1, vec![1], 0));
+    }
+
+    #[test]
+    fn brokers_register_with_growing_epochs_and_stale_fences_are_refused() {
+        let img = test_image(&[1, 2]);
+        let e1 = img.brokers[&1].epoch;
+        assert!(img.brokers[&2].epoch > e1);
+        let img = apply_change(&img, &MetadataChange::FenceBroker { id: 1, epoch: e1 }).unwrap();
+        assert!(img.brokers[&1].fenced);
+        assert_eq!(img.live_brokers().map(|b| b.id).collect::<Vec<_>>(), [2]);
+        // Fencing again, or an older epoch: refused.
+        assert_eq!(
+            apply_change(&img, &MetadataChange::FenceBroker { id: 1, epoch: e1 }).unwrap_err().0,
+            ResponseError::StaleBrokerEpoch
+        );
+        // Registering again unfences with a new epoch.
+        let again = MetadataChange::RegisterBroker {
+            id: 1,
+            incarnation: [9; 16],
+            host: "h".into(),
+            port: 1,
+            cluster_host: "h".into(),
+            cluster_port: 2,
+            shards: 2,
+        };
+        let img = apply_change(&img, &again).unwrap();
+        assert!(!img.brokers[&1].fenced && img.brokers[&1].epoch > e1);
+        assert_eq!(
+            apply_change(&img, &MetadataChange::FenceBroker { id: 1, epoch: e1 }).unwrap_err().0,
+            ResponseError::StaleBrokerEpoch
+        );
     }
 
     #[test]
@@ -393,6 +674,7 @@ mod internal_topics {
             replication_factor: 1,
             configs: BTreeMap::new(),
             internal: is_internal_topic(name),
+            assignments: vec![PartitionMeta::new(vec![1])],
         }
     }
 
@@ -411,20 +693,25 @@ mod internal_topics {
     #[test]
     fn clients_cannot_delete_or_grow_internal_topics() {
         let img = apply_change(
-            &MetadataImage::default(),
+            &test_image(&[1]),
             &MetadataChange::CreateTopic {
                 name: "__consumer_offsets".into(),
                 id: TopicId([5; 16]),
                 partitions: 50,
                 replication_factor: 1,
                 configs: BTreeMap::new(),
+                assignments: vec![vec![1]; 50],
             },
         )
         .unwrap();
         assert!(img.topic("__consumer_offsets").unwrap().internal);
         let delete = MetadataChange::DeleteTopic { name: "__consumer_offsets".into() };
         assert_eq!(apply_change(&img, &delete).unwrap_err().0, ResponseError::InvalidRequest);
-        let grow = MetadataChange::CreatePartitions { name: "__consumer_offsets".into(), total: 60 };
+        let grow = MetadataChange::CreatePartitions {
+            name: "__consumer_offsets".into(),
+            total: 60,
+            assignments: vec![vec![1]; 10],
+        };
         assert_eq!(apply_change(&img, &grow).unwrap_err().0, ResponseError::InvalidRequest);
     }
 }
@@ -444,17 +731,18 @@ mod replay {
                 partitions: 2,
                 replication_factor: 1,
                 configs: BTreeMap::new(),
+                assignments: vec![vec![1]; 2],
             },
             MetadataChange::AllocateProducerIds { count: 1000 },
-            MetadataChange::CreatePartitions { name: "a".into(), total: 4 },
+            MetadataChange::CreatePartitions { name: "a".into(), total: 4, assignments: vec![vec![1]; 2] },
             MetadataChange::SetBrokerConfigs {
                 resource: "".into(),
                 configs: [("log.retention.ms".to_string(), "1000".to_string())].into(),
             },
         ];
-        let run = || changes.iter().fold(MetadataImage::default(), |img, c| apply_change(&img, c).unwrap());
+        let run = || changes.iter().fold(test_image(&[1]), |img, c| apply_change(&img, c).unwrap());
         assert_eq!(run(), run());
-        assert_eq!(run().version, 4);
+        assert_eq!(run().version, 5, "one registration and four changes");
         assert_eq!(run().next_producer_id, 1000);
     }
 }

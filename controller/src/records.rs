@@ -5,8 +5,8 @@
 //! table count and size) before any field is read, every required field is
 //! checked, and the result is an ordinary `MetadataChange` that
 //! `apply_change` validates like any other. A record kind this broker does
-//! not apply yet (broker registration, partition changes: the cluster
-//! records) decodes to `RecordError::Unsupported`, never to a guess.
+//! not apply yet (partition changes, which come with partition replication)
+//! decodes to `RecordError::Unsupported`, never to a guess.
 
 use std::collections::BTreeMap;
 
@@ -28,9 +28,10 @@ pub enum RecordError {
 pub fn encode(change: &MetadataChange) -> Vec<u8> {
     let mut b = FlatBufferBuilder::with_capacity(256);
     let (kind, body) = match change {
-        MetadataChange::CreateTopic { name, id, partitions, replication_factor, configs } => {
+        MetadataChange::CreateTopic { name, id, partitions, replication_factor, configs, assignments } => {
             let name = b.create_string(name);
             let configs = encode_configs(&mut b, configs);
+            let assignments = encode_assignments(&mut b, assignments);
             let id = fb::Uuid::new(id.as_bytes());
             let t = fb::CreateTopic::create(
                 &mut b,
@@ -40,6 +41,7 @@ pub fn encode(change: &MetadataChange) -> Vec<u8> {
                     partitions: *partitions,
                     replication_factor: *replication_factor,
                     configs: Some(configs),
+                    assignments: Some(assignments),
                 },
             );
             (fb::Change::CreateTopic, t.as_union_value())
@@ -49,9 +51,13 @@ pub fn encode(change: &MetadataChange) -> Vec<u8> {
             let t = fb::DeleteTopic::create(&mut b, &fb::DeleteTopicArgs { name: Some(name) });
             (fb::Change::DeleteTopic, t.as_union_value())
         }
-        MetadataChange::CreatePartitions { name, total } => {
+        MetadataChange::CreatePartitions { name, total, assignments } => {
             let name = b.create_string(name);
-            let t = fb::CreatePartitions::create(&mut b, &fb::CreatePartitionsArgs { name: Some(name), total: *total });
+            let assignments = encode_assignments(&mut b, assignments);
+            let t = fb::CreatePartitions::create(
+                &mut b,
+                &fb::CreatePartitionsArgs { name: Some(name), total: *total, assignments: Some(assignments) },
+            );
             (fb::Change::CreatePartitions, t.as_union_value())
         }
         MetadataChange::SetTopicConfigs { name, configs } => {
@@ -81,10 +87,59 @@ pub fn encode(change: &MetadataChange) -> Vec<u8> {
             let t = fb::InitCluster::create(&mut b, &fb::InitClusterArgs { cluster_id: Some(cluster_id) });
             (fb::Change::InitCluster, t.as_union_value())
         }
+        MetadataChange::RegisterBroker { id, incarnation, host, port, cluster_host, cluster_port, shards } => {
+            let client_host = b.create_string(host);
+            let cluster_host = b.create_string(cluster_host);
+            let incarnation = fb::Uuid::new(incarnation);
+            let t = fb::RegisterBroker::create(
+                &mut b,
+                &fb::RegisterBrokerArgs {
+                    broker_id: *id,
+                    broker_epoch: 0,
+                    incarnation: Some(&incarnation),
+                    client_host: Some(client_host),
+                    client_port: *port,
+                    cluster_host: Some(cluster_host),
+                    cluster_port: *cluster_port,
+                    shards: *shards,
+                },
+            );
+            (fb::Change::RegisterBroker, t.as_union_value())
+        }
+        MetadataChange::FenceBroker { id, epoch } => {
+            let t = fb::FenceBroker::create(&mut b, &fb::FenceBrokerArgs { broker_id: *id, broker_epoch: *epoch });
+            (fb::Change::FenceBroker, t.as_union_value())
+        }
     };
     let root = fb::MetadataRecord::create(&mut b, &fb::MetadataRecordArgs { change_type: kind, change: Some(body) });
     b.finish(root, None);
     b.finished_data().to_vec()
+}
+
+fn encode_assignments<'a>(
+    b: &mut FlatBufferBuilder<'a>,
+    assignments: &[Vec<i32>],
+) -> WIPOffset<Vector<'a, ForwardsUOffset<fb::Replicas<'a>>>> {
+    let entries: Vec<_> = assignments
+        .iter()
+        .map(|r| {
+            let brokers = b.create_vector(r);
+            fb::Replicas::create(b, &fb::ReplicasArgs { brokers: Some(brokers) })
+        })
+        .collect();
+    b.create_vector(&entries)
+}
+
+fn decode_assignments(v: Option<Vector<'_, ForwardsUOffset<fb::Replicas<'_>>>>) -> Vec<Vec<i32>> {
+    v.iter().flatten().map(|r| r.brokers().map(|b| b.iter().collect()).unwrap_or_default()).collect()
+}
+
+fn uuid(u: &fb::Uuid) -> [u8; 16] {
+    let mut id = [0u8; 16];
+    for (i, b) in u.bytes().iter().enumerate() {
+        id[i] = b;
+    }
+    id
 }
 
 fn encode_configs<'a>(
@@ -120,6 +175,7 @@ pub fn decode(bytes: &[u8]) -> Result<MetadataChange, RecordError> {
                 partitions: t.partitions(),
                 replication_factor: t.replication_factor(),
                 configs: decode_configs(t.configs())?,
+                assignments: decode_assignments(t.assignments()),
             })
         }
         fb::Change::DeleteTopic => {
@@ -128,7 +184,11 @@ pub fn decode(bytes: &[u8]) -> Result<MetadataChange, RecordError> {
         }
         fb::Change::CreatePartitions => {
             let t = rec.change_as_create_partitions().ok_or_else(|| missing("CreatePartitions"))?;
-            Ok(MetadataChange::CreatePartitions { name: t.name().to_string(), total: t.total() })
+            Ok(MetadataChange::CreatePartitions {
+                name: t.name().to_string(),
+                total: t.total(),
+                assignments: decode_assignments(t.assignments()),
+            })
         }
         fb::Change::SetTopicConfigs => {
             let t = rec.change_as_set_topic_configs().ok_or_else(|| missing("SetTopicConfigs"))?;
@@ -149,8 +209,22 @@ pub fn decode(bytes: &[u8]) -> Result<MetadataChange, RecordError> {
             let t = rec.change_as_init_cluster().ok_or_else(|| missing("InitCluster"))?;
             Ok(MetadataChange::InitCluster { cluster_id: t.cluster_id().to_string() })
         }
-        fb::Change::RegisterBroker => Err(RecordError::Unsupported("RegisterBroker")),
-        fb::Change::FenceBroker => Err(RecordError::Unsupported("FenceBroker")),
+        fb::Change::RegisterBroker => {
+            let t = rec.change_as_register_broker().ok_or_else(|| missing("RegisterBroker"))?;
+            Ok(MetadataChange::RegisterBroker {
+                id: t.broker_id(),
+                incarnation: uuid(t.incarnation()),
+                host: t.client_host().to_string(),
+                port: t.client_port(),
+                cluster_host: t.cluster_host().to_string(),
+                cluster_port: t.cluster_port(),
+                shards: t.shards(),
+            })
+        }
+        fb::Change::FenceBroker => {
+            let t = rec.change_as_fence_broker().ok_or_else(|| missing("FenceBroker"))?;
+            Ok(MetadataChange::FenceBroker { id: t.broker_id(), epoch: t.broker_epoch() })
+        }
         fb::Change::PartitionChange => Err(RecordError::Unsupported("PartitionChange")),
         other => Err(RecordError::Invalid(format!("unknown record kind {}", other.0))),
     }
@@ -177,19 +251,30 @@ mod tests {
         proptest::collection::btree_map("[a-z.]{1,20}", "[ -~]{0,20}", 0..5)
     }
 
+    fn assignments() -> impl Strategy<Value = Vec<Vec<i32>>> {
+        proptest::collection::vec(proptest::collection::vec(any::<i32>(), 0..4), 0..6)
+    }
+
     fn change() -> impl Strategy<Value = MetadataChange> {
         prop_oneof![
-            ("[a-zA-Z0-9._-]{1,40}", any::<[u8; 16]>(), any::<i32>(), any::<i16>(), configs()).prop_map(
-                |(name, id, partitions, replication_factor, configs)| MetadataChange::CreateTopic {
+            ("[a-zA-Z0-9._-]{1,40}", any::<[u8; 16]>(), any::<i32>(), any::<i16>(), configs(), assignments()).prop_map(
+                |(name, id, partitions, replication_factor, configs, assignments)| MetadataChange::CreateTopic {
                     name,
                     id: TopicId(id),
                     partitions,
                     replication_factor,
-                    configs
+                    configs,
+                    assignments,
                 }
             ),
             "[a-z]{0,20}".prop_map(|name| MetadataChange::DeleteTopic { name }),
-            ("[a-z]{1,20}", any::<i32>()).prop_map(|(name, total)| MetadataChange::CreatePartitions { name, total }),
+            ("[a-z]{1,20}", any::<i32>(), assignments())
+                .prop_map(|(name, total, assignments)| MetadataChange::CreatePartitions { name, total, assignments }),
+            (any::<i32>(), any::<[u8; 16]>(), "[a-z.]{0,20}", any::<i32>(), "[a-z.]{0,20}", any::<i32>(), any::<u16>())
+                .prop_map(|(id, incarnation, host, port, cluster_host, cluster_port, shards)| {
+                    MetadataChange::RegisterBroker { id, incarnation, host, port, cluster_host, cluster_port, shards }
+                }),
+            (any::<i32>(), any::<i64>()).prop_map(|(id, epoch)| MetadataChange::FenceBroker { id, epoch }),
             ("[a-z]{1,20}", configs()).prop_map(|(name, configs)| MetadataChange::SetTopicConfigs { name, configs }),
             ("[0-9]{0,3}", configs())
                 .prop_map(|(resource, configs)| MetadataChange::SetBrokerConfigs { resource, configs }),
@@ -226,15 +311,19 @@ mod tests {
     }
 
     #[test]
-    fn cluster_records_are_refused_not_guessed() {
+    fn records_this_broker_does_not_apply_are_refused_not_guessed() {
         let mut b = FlatBufferBuilder::new();
-        let t = fb::FenceBroker::create(&mut b, &fb::FenceBrokerArgs { broker_id: 2, broker_epoch: 7 });
+        let id = fb::Uuid::new(&[1; 16]);
+        let t = fb::PartitionChange::create(
+            &mut b,
+            &fb::PartitionChangeArgs { topic_id: Some(&id), partition: 0, ..Default::default() },
+        );
         let root = fb::MetadataRecord::create(
             &mut b,
-            &fb::MetadataRecordArgs { change_type: fb::Change::FenceBroker, change: Some(t.as_union_value()) },
+            &fb::MetadataRecordArgs { change_type: fb::Change::PartitionChange, change: Some(t.as_union_value()) },
         );
         b.finish(root, None);
-        assert_eq!(decode(b.finished_data()), Err(RecordError::Unsupported("FenceBroker")));
+        assert_eq!(decode(b.finished_data()), Err(RecordError::Unsupported("PartitionChange")));
         assert!(matches!(decode(&[1, 2, 3]), Err(RecordError::Invalid(_))));
     }
 }

@@ -1,5 +1,6 @@
-//! Deterministic simulation of the metadata quorum: the real raft-rs node
-//! and the real controller state machine (`Quorum`), under virtual time,
+//! Deterministic simulation of the metadata quorum and broker registration:
+//! the real raft-rs node, the real controller state machine (`Quorum`) and
+//! the real broker liveness tracking (`Liveness`), under virtual time,
 //! with a message bus that drops, delays, reorders and partitions, and
 //! nodes that crash (their disks losing unsynced bytes and tearing the last
 //! write) and restart.
@@ -18,14 +19,23 @@
 //! 3. no committed record is lost: every record whose proposer saw it
 //!    applied is, at the end, applied by every node, after crashes;
 //! 4. liveness: once the network heals and every node is up, a leader is
-//!    elected, a new change commits, and all nodes converge.
+//!    elected, a new change commits, all nodes converge, and every broker is
+//!    registered and unfenced in its current incarnation;
+//! 5. brokers: a broker that stops heartbeating (crashed, or cut off from
+//!    the controller) is fenced by the controller and registers again when
+//!    it comes back; its epoch only grows.
+//!
+//! Every node is also a broker (broker id = node id) that registers once it
+//! knows a leader, heartbeats the leader every 500 ms (10 ticks of 50 ms),
+//! and re-registers when its image shows it fenced or from another life.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 
+use ringbroker_controller::liveness::Liveness;
 use ringbroker_controller::quorum::disk::SimDisk;
 use ringbroker_controller::quorum::{image_bytes, Quorum, QuorumConfig, RaftMessage, SeededRng};
-use ringbroker_controller::{records, MetadataChange};
+use ringbroker_controller::{assign_replicas, records, MetadataChange};
 use ringbroker_engine::ids::TopicId;
 
 /// Seeds that once failed stay here, run on every test run.
@@ -43,7 +53,25 @@ struct Params {
     snapshot_every: u64,
 }
 
+/// Messages in flight: (deliver at, sequence, to, bytes). Bytes starting
+/// with 0xFF are a heartbeat (from, epoch); anything else a raft message.
 type InFlight = Reverse<(u64, u64, usize, Vec<u8>)>;
+
+const TICK_MS: u64 = 50;
+const HEARTBEAT_EVERY: u64 = 10;
+const SESSION_TIMEOUT_MS: u64 = 9_000;
+
+/// A node's broker side.
+#[derive(Default)]
+struct BrokerSide {
+    incarnation: [u8; 16],
+    liveness: Liveness,
+    was_leader: bool,
+    /// Fences proposed and not yet applied: (id, epoch).
+    fencing: Vec<(i32, i64)>,
+    /// Tick of the last registration proposal (retried every second).
+    registered_at: Option<u64>,
+}
 
 struct Sim {
     seed: u64,
@@ -51,6 +79,10 @@ struct Sim {
     p: Params,
     now: u64,
     nodes: Vec<Option<Quorum<SimDisk>>>,
+    brokers: Vec<BrokerSide>,
+    /// Latest broker epoch each node's image showed: (node, broker) -> epoch.
+    max_epoch: BTreeMap<(usize, i32), i64>,
+    fences: u64,
     /// Disks of crashed nodes, and when they come back.
     down: BTreeMap<usize, (SimDisk, u64)>,
     /// Messages in flight: (deliver at, sequence, to, bytes).
@@ -103,6 +135,9 @@ impl Sim {
             rng,
             now: 0,
             nodes: Vec::new(),
+            brokers: Vec::new(),
+            max_epoch: BTreeMap::new(),
+            fences: 0,
             down: BTreeMap::new(),
             bus: BinaryHeap::new(),
             bus_seq: 0,
@@ -121,6 +156,8 @@ impl Sim {
         for i in 0..nodes {
             let q = sim.open(i, SimDisk::default());
             sim.nodes.push(Some(q));
+            let incarnation = sim.incarnation();
+            sim.brokers.push(BrokerSide { incarnation, ..Default::default() });
         }
         sim.log(format!("params {:?}", sim.p));
         sim
@@ -134,6 +171,13 @@ impl Sim {
             Ok(q) => q,
             Err(e) => self.fail(&format!("node {} cannot reopen from its disk: {e}", i + 1)),
         }
+    }
+
+    fn incarnation(&mut self) -> [u8; 16] {
+        let mut inc = [0u8; 16];
+        inc[..8].copy_from_slice(&self.rng.next_u64().to_be_bytes());
+        inc[8..].copy_from_slice(&(self.rng.next_u64() | 1).to_be_bytes());
+        inc
     }
 
     fn log(&mut self, s: String) {
@@ -151,14 +195,15 @@ impl Sim {
             .map(|(i, q)| match q {
                 None => format!("node {} down", i + 1),
                 Some(q) => format!(
-                    "node {} term {} {:?} leader {:?} applied {} commit {} last {}",
+                    "node {} term {} {:?} leader {:?} applied {} commit {} last {} brokers {:?}",
                     i + 1,
                     q.term(),
                     q.role(),
                     q.leader(),
                     q.applied_index(),
                     q.commit_index(),
-                    q.last_index()
+                    q.last_index(),
+                    q.image().brokers.values().map(|b| (b.id, b.epoch, b.fenced, b.incarnation[0])).collect::<Vec<_>>()
                 ),
             })
             .collect();
@@ -175,25 +220,103 @@ impl Sim {
         self.rng.range(0, 1000) < per_mille
     }
 
-    fn random_change(&mut self) -> MetadataChange {
+    /// A change as a client would ask it of broker `i`, placed on the
+    /// brokers that broker's image shows live.
+    fn random_change(&mut self, i: usize) -> Option<MetadataChange> {
         let name = format!("t{}", self.rng.range(0, 12));
-        match self.rng.range(0, 5) {
+        let img = self.nodes[i].as_ref()?.image().clone();
+        let live: Vec<i32> = img.live_brokers().map(|b| b.id).collect();
+        let (start, shift) = (self.rng.range(0, 64) as usize, self.rng.range(0, 64) as usize);
+        let rf = self.rng.range(1, 4) as i16;
+        Some(match self.rng.range(0, 5) {
             0 | 1 => {
-                let mut id = [0u8; 16];
-                id[..8].copy_from_slice(&self.rng.next_u64().to_be_bytes());
-                id[8..].copy_from_slice(&(self.rng.next_u64() | 1).to_be_bytes());
+                let partitions = self.rng.range(1, 8) as i32;
+                let assignments = assign_replicas(&live, 0, partitions, rf, start, shift).ok()?;
                 MetadataChange::CreateTopic {
                     name,
-                    id: TopicId(id),
-                    partitions: self.rng.range(1, 8) as i32,
-                    replication_factor: 1,
+                    id: TopicId(self.incarnation()),
+                    partitions,
+                    replication_factor: rf,
                     configs: BTreeMap::new(),
+                    assignments,
                 }
             }
             2 => MetadataChange::DeleteTopic { name },
-            3 => MetadataChange::CreatePartitions { name, total: self.rng.range(2, 20) as i32 },
+            3 => {
+                let t = img.topic(&name)?;
+                let total = t.partitions + self.rng.range(1, 4) as i32;
+                let assignments =
+                    assign_replicas(&live, t.partitions, total - t.partitions, t.replication_factor, start, shift)
+                        .ok()?;
+                MetadataChange::CreatePartitions { name, total, assignments }
+            }
             _ => MetadataChange::AllocateProducerIds { count: 1000 },
+        })
+    }
+
+    /// The broker side of node `i`: register when unknown, fenced or from
+    /// another life; heartbeat the leader; as leader, fence the silent.
+    fn broker_duties(&mut self, i: usize) {
+        let Some(q) = self.nodes[i].as_ref() else { return };
+        let id = i as i32 + 1;
+        let now_ms = self.now * TICK_MS;
+        let (leader, is_leader, caught_up) = (q.leader(), q.is_leader(), q.is_caught_up_leader());
+        let me = q.image().brokers.get(&id).cloned();
+        let b = &mut self.brokers[i];
+        if is_leader && !b.was_leader {
+            b.liveness.became_leader(now_ms);
+        } else if !is_leader && b.was_leader {
+            b.liveness.lost_leadership();
+            b.fencing.clear();
         }
+        b.was_leader = is_leader;
+        let registered = me.as_ref().is_some_and(|m| !m.fenced && m.incarnation == b.incarnation);
+        let retry_due = b.registered_at.is_none_or(|t| self.now >= t + 20);
+        if !registered && leader.is_some() && retry_due && self.now.is_multiple_of(HEARTBEAT_EVERY) {
+            b.registered_at = Some(self.now);
+            let change = MetadataChange::RegisterBroker {
+                id,
+                incarnation: b.incarnation,
+                host: format!("broker-{id}"),
+                port: 9092,
+                cluster_host: format!("broker-{id}"),
+                cluster_port: 9093,
+                shards: 1,
+            };
+            self.propose(i, change);
+        }
+        if let (true, Some(me), Some(l)) = (registered, me, leader) {
+            if self.now.is_multiple_of(HEARTBEAT_EVERY) {
+                let mut bytes = vec![0xFF];
+                bytes.extend_from_slice(&id.to_be_bytes());
+                bytes.extend_from_slice(&me.epoch.to_be_bytes());
+                self.send(i, l as usize - 1, bytes);
+            }
+        }
+        if caught_up {
+            let img = self.nodes[i].as_ref().unwrap().image().clone();
+            let due = self.brokers[i].liveness.expired(&img, now_ms, SESSION_TIMEOUT_MS);
+            self.brokers[i].fencing.retain(|f| due.contains(f));
+            for (bid, epoch) in due {
+                if self.brokers[i].fencing.contains(&(bid, epoch)) {
+                    continue;
+                }
+                self.brokers[i].fencing.push((bid, epoch));
+                self.fences += 1;
+                self.propose(i, MetadataChange::FenceBroker { id: bid, epoch });
+            }
+        }
+    }
+
+    /// Puts bytes on the bus from node `from` to node `to`, unless the
+    /// network drops them.
+    fn send(&mut self, from: usize, to: usize, bytes: Vec<u8>) {
+        if self.group[from] != self.group[to] || self.chance(self.p.drop_per_mille) {
+            return;
+        }
+        let at = self.now + self.rng.range(1, self.p.max_delay + 1);
+        self.bus_seq += 1;
+        self.bus.push(Reverse((at, self.bus_seq, to, bytes)));
     }
 
     fn step_tick(&mut self, chaos: bool) {
@@ -207,6 +330,8 @@ impl Sim {
             self.log(format!("restart {}", i + 1));
             let q = self.open(i, disk);
             self.nodes[i] = Some(q);
+            let incarnation = self.incarnation();
+            self.brokers[i] = BrokerSide { incarnation, ..Default::default() };
         }
         if self.heal_at != 0 && self.now >= self.heal_at {
             self.heal_at = 0;
@@ -218,14 +343,25 @@ impl Sim {
         }
         while self.bus.peek().is_some_and(|Reverse((at, ..))| *at <= self.now) {
             let Reverse((_, _, to, bytes)) = self.bus.pop().unwrap();
-            if let Some(q) = self.nodes[to].as_mut() {
+            let Some(q) = self.nodes[to].as_mut() else { continue };
+            if bytes[0] == 0xFF {
+                let from = i32::from_be_bytes(bytes[1..5].try_into().unwrap());
+                let epoch = i64::from_be_bytes(bytes[5..13].try_into().unwrap());
+                if q.is_leader() {
+                    self.brokers[to].liveness.heartbeat(from, epoch, self.now * TICK_MS);
+                }
+            } else {
                 q.step(decode_msg(&bytes));
             }
         }
         if chaos && self.chance(self.p.propose_per_mille) {
             let i = self.rng.range(0, self.p.nodes as u64) as usize;
-            let change = self.random_change();
-            self.propose(i, change);
+            if let Some(change) = self.random_change(i) {
+                self.propose(i, change);
+            }
+        }
+        for i in 0..self.p.nodes {
+            self.broker_duties(i);
         }
         self.poll_all();
     }
@@ -297,6 +433,15 @@ impl Sim {
                     }
                 }
             }
+            // Broker epochs only grow, on every node's image.
+            for b in q.image().brokers.values() {
+                let max = self.max_epoch.entry((i, b.id)).or_insert(b.epoch);
+                if b.epoch < *max {
+                    let (id, epoch, seen) = (b.id, b.epoch, *max);
+                    self.fail(&format!("node {} went back from epoch {seen} to {epoch} for broker {id}", i + 1));
+                }
+                *max = b.epoch;
+            }
             if !out.applied.is_empty() || out.image_changed {
                 let img_hash = hash(&image_bytes(q.image()));
                 if let Some(prev) = self.image_at.insert(applied, img_hash) {
@@ -306,13 +451,7 @@ impl Sim {
                 }
             }
             for m in out.messages {
-                let to = m.to as usize - 1;
-                if self.group[i] != self.group[to] || self.chance(self.p.drop_per_mille) {
-                    continue;
-                }
-                let at = self.now + self.rng.range(1, self.p.max_delay + 1);
-                self.bus_seq += 1;
-                self.bus.push(Reverse((at, self.bus_seq, to, encode_msg(&m))));
+                self.send(i, m.to as usize - 1, encode_msg(&m));
             }
         }
     }
@@ -330,10 +469,23 @@ impl Sim {
             *at = now;
         }
         self.p.drop_per_mille = 0;
-        let deadline = self.now + 600;
+        // Room for an election, catching up, and a fenced broker's return.
+        let deadline = self.now + 800;
         let mut final_seq = None;
+        let mut final_term: Option<(usize, u64, u64)> = None;
         loop {
             self.step_tick(false);
+            // A proposal made by a leader that was deposed before committing
+            // it is lost (as Raft allows); the broker answers NOT_CONTROLLER
+            // and the client retries, and so does this loop.
+            if let Some((i, seq, term)) = final_term {
+                let deposed = self.nodes[i].as_ref().is_none_or(|q| q.term() != term);
+                if deposed && self.pending.contains_key(&(i, seq)) {
+                    self.log(format!("final proposal #{seq} lost with term {term}; retrying"));
+                    final_seq = None;
+                    final_term = None;
+                }
+            }
             if final_seq.is_none() {
                 let leader =
                     (0..self.p.nodes).find(|&i| self.nodes[i].as_ref().is_some_and(|q| q.is_caught_up_leader()));
@@ -341,6 +493,7 @@ impl Sim {
                     let seq = self.next_seq;
                     if self.propose(i, MetadataChange::AllocateProducerIds { count: 1 }) {
                         final_seq = Some((i, seq));
+                        final_term = Some((i, seq, self.nodes[i].as_ref().unwrap().term()));
                     }
                 }
             }
@@ -348,11 +501,22 @@ impl Sim {
                 let idx: Vec<u64> = self.nodes.iter().flatten().map(|q| q.applied_index()).collect();
                 idx.iter().all(|&x| x == idx[0])
             };
+            let all_registered = self.nodes.iter().enumerate().all(|(i, q)| {
+                q.as_ref().is_some_and(|q| {
+                    q.image()
+                        .brokers
+                        .get(&(i as i32 + 1))
+                        .is_some_and(|b| !b.fenced && b.incarnation == self.brokers[i].incarnation)
+                })
+            });
+            let converged = converged && all_registered;
             if final_seq.is_some_and(|k| !self.pending.contains_key(&k)) && converged {
                 break;
             }
             if self.now > deadline {
-                self.fail("no convergence within 600 ticks of healing (liveness)");
+                let inc: Vec<u8> = self.brokers.iter().map(|b| b.incarnation[0]).collect();
+                let pending = final_seq.map(|k| self.pending.contains_key(&k));
+                self.fail(&format!("no convergence within 800 ticks of healing (liveness): incarnations {inc:?}, final proposal pending {pending:?}"));
             }
         }
         let images: Vec<u64> = self.nodes.iter().flatten().map(|q| hash(&image_bytes(q.image()))).collect();
@@ -369,7 +533,8 @@ impl Sim {
             self.fail("the cluster was never named");
         }
         let n = self.acked.len();
-        self.log(format!("done: {n} acknowledged records, applied {applied}"));
+        let fences = self.fences;
+        self.log(format!("done: {n} acknowledged records, applied {applied}, {fences} fences proposed"));
         self.trace
     }
 }

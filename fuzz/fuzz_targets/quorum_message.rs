@@ -8,6 +8,7 @@ use libfuzzer_sys::fuzz_target;
 use ringbroker_controller::quorum::wire;
 
 fuzz_target!(|data: &[u8]| {
+    let _ = wire::decode_inbound(data);
     if let Ok((from, to, msg)) = wire::decode(data) {
         let again = wire::encode(from, to, &msg);
         let (f2, t2, m2) = wire::decode(&again[4..]).expect("a re-encoded message decodes");

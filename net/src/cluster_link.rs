@@ -1,5 +1,6 @@
 //! Broker-to-broker connections of the metadata quorum, on the controller
-//! shard: a listener on `cluster_listen` for messages from peers, and one
+//! shard: a listener on `cluster_listen` for messages from peers (raft
+//! messages, and brokers' heartbeats to the active controller), and one
 //! outgoing connection per peer voter.
 //!
 //! Each outgoing link has a bounded queue. Raft tolerates loss (it
@@ -20,7 +21,7 @@ use futures::channel::mpsc;
 use futures::StreamExt;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
-use ringbroker_controller::quorum::wire;
+use ringbroker_controller::quorum::wire::{self, Inbound};
 use ringbroker_controller::quorum::RaftMessage;
 
 use crate::config::Voter;
@@ -51,6 +52,13 @@ impl QuorumLinks {
             peers.insert(v.node_id, tx);
         }
         QuorumLinks { me, peers }
+    }
+
+    /// A heartbeat to the active controller (node `to`).
+    pub fn send_heartbeat(&self, to: i32, frame: Vec<u8>) {
+        if let Some(tx) = self.peers.get(&to) {
+            let _ = tx.clone().try_send(frame);
+        }
     }
 
     pub fn send(&self, msgs: Vec<RaftMessage>) {
@@ -150,12 +158,15 @@ async fn read_peer(mut s: TcpStream, driver: Rc<QuorumDriver>, shard: Rc<Shard>)
             Ok(got) if got == n => {}
             _ => return,
         }
-        match wire::decode(&buf) {
-            Ok((from, to, msg)) if to == me && driver.is_voter(from) => driver.receive(msg, &shard).await,
-            Ok((from, to, _)) => {
+        match wire::decode_inbound(&buf) {
+            Ok(Inbound::Raft { from, to, msg }) if to == me && driver.is_voter(from) => {
+                driver.receive(msg, &shard).await
+            }
+            Ok(Inbound::Raft { from, to, .. }) => {
                 tracing::warn!(peer, from, to, me, "quorum message not for this broker or not from a voter; closing");
                 return;
             }
+            Ok(Inbound::Heartbeat { from, epoch }) => driver.heartbeat(from, epoch),
             Err(e) => {
                 tracing::warn!(peer, error = %e, "bad frame from a broker; closing");
                 return;

@@ -73,6 +73,13 @@ pub struct BrokerSection {
     /// HOST:PORT for broker-to-broker traffic (the metadata quorum; partition
     /// replication next). Needed when the quorum has other voters.
     pub cluster_listen: String,
+    /// Kafka `broker.session.timeout.ms`: the active controller fences a
+    /// broker it has not heard from for this long.
+    pub broker_session_timeout_ms: u64,
+    /// Kafka `offsets.topic.replication.factor`: `__consumer_offsets` is
+    /// created once this many brokers (at most the number of voters) are
+    /// registered.
+    pub offsets_topic_replication_factor: i16,
 }
 
 impl Default for BrokerSection {
@@ -98,6 +105,8 @@ impl Default for BrokerSection {
             log_cleaner_io_max_bytes_per_second: 100 << 20,
             controller_quorum_voters: String::new(),
             cluster_listen: String::new(),
+            broker_session_timeout_ms: 9_000,
+            offsets_topic_replication_factor: 3,
         }
     }
 }
@@ -364,7 +373,9 @@ impl BrokerConfig {
         }
         check("broker.socket_request_max_bytes", broker.socket_request_max_bytes, 1024, i32::MAX as u32)?;
         check("broker.num_partitions", broker.num_partitions, 1, 100_000)?;
-        check("broker.default_replication_factor", broker.default_replication_factor, 1, 1)?;
+        check("broker.default_replication_factor", broker.default_replication_factor, 1, i16::MAX)?;
+        check("broker.offsets_topic_replication_factor", broker.offsets_topic_replication_factor, 1, i16::MAX)?;
+        check("broker.broker_session_timeout_ms", broker.broker_session_timeout_ms, 1_000, 3_600_000)?;
         check("broker.shutdown_grace_secs", broker.shutdown_grace_secs, 0, 3600)?;
         check("broker.retention_check_interval_ms", broker.retention_check_interval_ms, 100, 86_400_000)?;
         check("broker.producer_id_expiration_ms", broker.producer_id_expiration_ms, 1, i64::MAX)?;

@@ -1,5 +1,6 @@
-//! Cluster metadata on this broker: the controller's durable store and the
-//! image every shard reads.
+//! Cluster metadata on this broker: the image every shard reads, and the
+//! store of the single-node versions before the metadata quorum, kept to
+//! migrate their data directories (`quorum_driver::open`).
 //!
 //! The image is immutable and shared as `Arc<MetadataImage>`: every shard
 //! holds the latest one and reads it without locks. Changes are made only by
@@ -66,6 +67,7 @@ impl MetadataStore {
                     topics: BTreeMap::new(),
                     next_producer_id: 0,
                     broker_configs: BTreeMap::new(),
+                    brokers: BTreeMap::new(),
                 };
                 write_atomic(&path, &serde_json::to_vec_pretty(&img).expect("serializable"))?;
                 img
@@ -73,17 +75,21 @@ impl MetadataStore {
             Err(e) => return Err(e),
         };
         let (log, frames) = MetadataLog::open(&dir)?;
+        let mut image = image;
+        image.brokers.insert(LEGACY_BROKER, legacy_broker());
         let image = replay(image, frames, log.path())?;
         Ok(MetadataStore { path, image: Arc::new(image), log })
     }
     pub fn image(&self) -> Arc<MetadataImage> {
         self.image.clone()
     }
-    /// Validates, persists and installs a change. The caller then distributes
-    /// the image to all shards before answering the client.
+    /// Validates, persists and installs a change (how the single-node
+    /// versions wrote their store; tests use it to build one).
     pub fn apply(&mut self, change: &MetadataChange) -> Result<Arc<MetadataImage>, (ResponseError, String)> {
-        let next = apply_change(&self.image, change)?;
-        self.log.append(next.version, &records::encode(change)).map_err(|e| match e.kind() {
+        let mut change = change.clone();
+        legacy_fill(&self.image, &mut change);
+        let next = apply_change(&self.image, &change)?;
+        self.log.append(next.version, &records::encode(&change)).map_err(|e| match e.kind() {
             // A change too large to be a record (a huge config value).
             std::io::ErrorKind::InvalidInput => (ResponseError::InvalidRequest, e.to_string()),
             _ => (ResponseError::KafkaStorageError, format!("persisting metadata: {e}")),
@@ -123,12 +129,48 @@ fn replay(
         if f.version != image.version + 1 {
             return Err(broken(format!("record for version {} after version {}", f.version, image.version)));
         }
-        let change = records::decode(&f.record).map_err(|e| broken(format!("version {}: {e}", f.version)))?;
+        let mut change = records::decode(&f.record).map_err(|e| broken(format!("version {}: {e}", f.version)))?;
+        legacy_fill(&image, &mut change);
         image = apply_change(&image, &change)
             .map_err(|(e, msg)| broken(format!("version {} does not apply: {e:?} {msg}", f.version)))?;
         debug_assert_eq!(image.version, f.version);
     }
     Ok(image)
+}
+
+/// The one broker of a single-node store. Its records carry no replica
+/// assignments (every partition was on the one node); replaying them places
+/// every partition on this stand-in, which the migration replaces with the
+/// real node id (`quorum_driver::open`).
+pub const LEGACY_BROKER: i32 = i32::MAX - 1;
+
+fn legacy_broker() -> ringbroker_controller::BrokerMeta {
+    ringbroker_controller::BrokerMeta {
+        id: LEGACY_BROKER,
+        epoch: 0,
+        incarnation: [0; 16],
+        host: String::new(),
+        port: 0,
+        cluster_host: String::new(),
+        cluster_port: 0,
+        shards: 1,
+        fenced: false,
+    }
+}
+
+/// Places the partitions of a single-node record on `LEGACY_BROKER`.
+fn legacy_fill(img: &MetadataImage, change: &mut MetadataChange) {
+    match change {
+        MetadataChange::CreateTopic { partitions, replication_factor, assignments, .. } if assignments.is_empty() => {
+            *replication_factor = 1;
+            *assignments = vec![vec![LEGACY_BROKER]; (*partitions).clamp(0, 100_000) as usize];
+        }
+        MetadataChange::CreatePartitions { name, total, assignments } if assignments.is_empty() => {
+            let current = img.topic(name).map_or(0, |t| t.partitions);
+            *assignments = vec![vec![LEGACY_BROKER]; (*total - current).clamp(0, 100_000) as usize];
+        }
+        _ => {}
+    }
 }
 
 fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
@@ -183,6 +225,7 @@ mod tests {
             partitions: 2,
             replication_factor: 1,
             configs: BTreeMap::new(),
+            assignments: Vec::new(),
         })
         .unwrap();
         let s2 = MetadataStore::open(d.path()).unwrap();
@@ -197,6 +240,7 @@ mod tests {
             partitions: 1,
             replication_factor: 1,
             configs: BTreeMap::new(),
+            assignments: Vec::new(),
         }
     }
 

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use futures::channel::oneshot;
 use kafka_protocol::ResponseError;
+use ringbroker_controller::liveness::{Liveness, HEARTBEAT_INTERVAL_MS};
 use ringbroker_controller::quorum::disk::FsDisk;
 use ringbroker_controller::quorum::{store, Applied, ProposeError, Quorum, QuorumConfig};
 
@@ -27,6 +28,7 @@ use crate::messages::Request;
 use crate::metadata::{apply_change, MetadataChange, MetadataImage, MetadataStore};
 use crate::router::{ShardId, Transport};
 use crate::shard::Shard;
+use ringbroker_controller::PartitionMeta;
 
 /// The quorum's clock: election after 20-40 ticks of silence (1-2 s),
 /// heartbeats every 2 (100 ms).
@@ -57,7 +59,14 @@ pub fn open(data_dir: &Path, node: i32, voters: &[i32]) -> anyhow::Result<Quorum
             version = old.image().version,
             "migrating the single-node metadata store into the metadata quorum"
         );
-        Some((*old.image()).clone())
+        let mut img = (*old.image()).clone();
+        // Every partition of a single node lives on it; the node registers
+        // itself at start like any broker.
+        img.brokers.clear();
+        for t in img.topics.values_mut() {
+            t.assignments = (0..t.partitions).map(|_| PartitionMeta::new(vec![node])).collect();
+        }
+        Some(img)
     } else {
         None
     };
@@ -99,6 +108,14 @@ pub struct QuorumDriver {
     next_seq: Cell<u64>,
     /// One pump at a time, so images are installed in order.
     pump_lock: glommio::sync::Semaphore,
+    /// This process's registration: random per start.
+    incarnation: [u8; 16],
+    registering: Cell<bool>,
+    /// As the active controller: whom it hears from, and fences in flight.
+    liveness: RefCell<Liveness>,
+    was_leader: Cell<bool>,
+    fencing: RefCell<Vec<(i32, i64)>>,
+    started: std::time::Instant,
 }
 
 impl QuorumDriver {
@@ -109,6 +126,12 @@ impl QuorumDriver {
             waiters: Default::default(),
             next_seq: Cell::new(0),
             pump_lock: glommio::sync::Semaphore::new(1),
+            incarnation: crate::metadata::random_id(),
+            registering: Cell::new(false),
+            liveness: Default::default(),
+            was_leader: Cell::new(false),
+            fencing: Default::default(),
+            started: std::time::Instant::now(),
         })
     }
 
@@ -275,10 +298,141 @@ impl QuorumDriver {
 
     /// The node's clock. Runs on the controller shard until shutdown.
     pub async fn ticker(self: Rc<Self>, shard: Rc<Shard>) {
+        let heartbeat_every = (HEARTBEAT_INTERVAL_MS / TICK.as_millis() as u64).max(1);
+        let mut ticks = 0u64;
         while !shard.shutdown.load(std::sync::atomic::Ordering::Relaxed) {
             glommio::timer::sleep(TICK).await;
             self.node.borrow_mut().tick();
             self.pump(&shard).await;
+            ticks += 1;
+            self.track_leadership();
+            if ticks.is_multiple_of(heartbeat_every) {
+                self.heartbeat_or_register(&shard);
+            }
+            self.fence_the_silent(&shard);
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    fn track_leadership(&self) {
+        let leader = self.node.borrow().is_leader();
+        if leader != self.was_leader.get() {
+            self.was_leader.set(leader);
+            if leader {
+                self.liveness.borrow_mut().became_leader(self.now_ms());
+            } else {
+                self.liveness.borrow_mut().lost_leadership();
+                self.fencing.borrow_mut().clear();
+            }
+        }
+    }
+
+    /// A broker's heartbeat reached this node.
+    pub fn heartbeat(&self, from: i32, epoch: i64) {
+        if self.node.borrow().is_leader() {
+            self.liveness.borrow_mut().heartbeat(from, epoch, self.now_ms());
+        }
+    }
+
+    /// This broker's registration as the image shows it: Some(epoch) when
+    /// registered in this incarnation and not fenced.
+    pub fn registered_epoch(&self, node: i32) -> Option<i64> {
+        let n = self.node.borrow();
+        n.image().brokers.get(&node).filter(|b| !b.fenced && b.incarnation == self.incarnation).map(|b| b.epoch)
+    }
+
+    /// Every heartbeat interval: tell the active controller this broker is
+    /// alive, or register (again) if the image shows it fenced or unknown.
+    fn heartbeat_or_register(self: &Rc<Self>, shard: &Rc<Shard>) {
+        let me = shard.config.broker.node_id;
+        let leader = self.leader();
+        match (self.registered_epoch(me), leader) {
+            (Some(epoch), Some(l)) if l == me => self.heartbeat(me, epoch),
+            (Some(epoch), Some(l)) => {
+                let frame = ringbroker_controller::quorum::wire::encode_heartbeat(me, epoch, self.now_ms() as i64);
+                if let Some(links) = self.links.borrow().as_ref() {
+                    links.send_heartbeat(l, frame);
+                }
+            }
+            (None, Some(_)) if !self.registering.get() => {
+                let (d, s) = (self.clone(), shard.clone());
+                glommio::spawn_local(async move { d.register(&s).await }).detach();
+            }
+            _ => {}
+        }
+    }
+
+    /// Registers this broker (its client and cluster addresses) and waits
+    /// until the registration is applied; retries while no controller is
+    /// elected.
+    pub async fn register(&self, shard: &Rc<Shard>) {
+        if self.registering.replace(true) {
+            return;
+        }
+        let cfg = &shard.config;
+        let (cluster_host, cluster_port) =
+            cfg.cluster_listen.map(|a| (a.ip().to_string(), a.port() as i32)).unwrap_or_default();
+        let change = MetadataChange::RegisterBroker {
+            id: cfg.broker.node_id,
+            incarnation: self.incarnation,
+            host: cfg.advertised_host.clone(),
+            port: cfg.advertised_port,
+            cluster_host,
+            cluster_port,
+            shards: shard.shard_count() as u16,
+        };
+        let mut attempt = 0u32;
+        while !shard.shutdown.load(std::sync::atomic::Ordering::Relaxed) {
+            match self.propose(shard, change.clone()).await {
+                Ok(img) => {
+                    let epoch = img.brokers.get(&cfg.broker.node_id).map(|b| b.epoch);
+                    tracing::info!(node_id = cfg.broker.node_id, broker_epoch = ?epoch, "registered with the controller");
+                    break;
+                }
+                Err((e, msg)) => {
+                    attempt += 1;
+                    if attempt % 25 == 1 {
+                        tracing::info!(error = ?e, msg, "registering with the controller; retrying");
+                    }
+                    glommio::timer::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+        self.registering.set(false);
+    }
+
+    /// As the active controller, caught up: fence brokers silent for the
+    /// session timeout (each fence once; a failed one is retried next tick).
+    fn fence_the_silent(self: &Rc<Self>, shard: &Rc<Shard>) {
+        if !self.node.borrow().is_caught_up_leader() {
+            return;
+        }
+        let img = self.image();
+        let timeout = shard.config.broker.broker_session_timeout_ms;
+        let due = self.liveness.borrow_mut().expired(&img, self.now_ms(), timeout);
+        self.fencing.borrow_mut().retain(|f| due.contains(f));
+        for (id, epoch) in due {
+            if self.fencing.borrow().contains(&(id, epoch)) {
+                continue;
+            }
+            self.fencing.borrow_mut().push((id, epoch));
+            tracing::warn!(
+                broker = id,
+                broker_epoch = epoch,
+                timeout_ms = timeout,
+                "no heartbeat from broker; fencing it"
+            );
+            let (d, s) = (self.clone(), shard.clone());
+            glommio::spawn_local(async move {
+                if let Err((e, msg)) = d.propose(&s, MetadataChange::FenceBroker { id, epoch }).await {
+                    tracing::info!(broker = id, error = ?e, msg, "fencing did not apply");
+                    d.fencing.borrow_mut().retain(|f| *f != (id, epoch));
+                }
+            })
+            .detach();
         }
     }
 }
@@ -295,6 +449,7 @@ mod tests {
             partitions: 3,
             replication_factor: 1,
             configs: BTreeMap::new(),
+            assignments: Vec::new(),
         }
     }
 
@@ -309,7 +464,11 @@ mod tests {
 
         let q = open(d.path(), 0, &[0]).unwrap();
         assert_eq!(q.image().cluster_id, old.cluster_id, "the cluster keeps its id");
-        assert_eq!(q.image().topics, old.topics);
+        assert_eq!(q.image().topics.keys().collect::<Vec<_>>(), old.topics.keys().collect::<Vec<_>>());
+        let kept = q.image().topic("kept").unwrap().clone();
+        assert_eq!(kept.id, old.topic("kept").unwrap().id);
+        assert!(kept.assignments.iter().all(|p| p.replicas == [0] && p.leader == 0), "on the node itself");
+        assert!(q.image().brokers.is_empty(), "the stand-in broker is gone; the node registers at start");
         assert_eq!(q.image().next_producer_id, 1000);
         assert!(q.is_leader());
         drop(q);
@@ -317,7 +476,7 @@ mod tests {
         assert!(!meta.join("metadata.json").exists() && meta.join("metadata.json.migrated").exists());
         // The second start reads the quorum, not the old files.
         let q = open(d.path(), 0, &[0]).unwrap();
-        assert_eq!(q.image().topics, old.topics);
+        assert_eq!(q.image().topic("kept").unwrap(), &kept);
     }
 
     #[test]

@@ -112,35 +112,53 @@ pub fn run(config: BrokerConfig) -> anyhow::Result<()> {
     result
 }
 
-/// Creates `__consumer_offsets` if the cluster has none yet. Several brokers
-/// may race to create it; the first record applied wins and the others see
-/// TOPIC_ALREADY_EXISTS. While no controller is elected, it retries.
-async fn ensure_offsets_topic(shard: &Rc<Shard>) -> anyhow::Result<()> {
+/// Creates `__consumer_offsets` if the cluster has none yet, with
+/// min(`offsets_topic_replication_factor`, voters) replicas, once that many
+/// brokers are registered (Kafka too waits for enough brokers; until then
+/// FindCoordinator answers COORDINATOR_NOT_AVAILABLE). Several brokers may
+/// race to create it; the first record applied wins and the others see
+/// TOPIC_ALREADY_EXISTS. Retries while no controller is elected.
+async fn ensure_offsets_topic(shard: Rc<Shard>) -> anyhow::Result<()> {
     use kafka_protocol::ResponseError;
+    let cfg = &shard.config;
+    let rf = cfg.broker.offsets_topic_replication_factor.min(cfg.voters.len() as i16).max(1);
     let started = Instant::now();
     let mut next_log = Duration::ZERO;
     while shard.image().topic(crate::coordinator::OFFSETS_TOPIC).is_none() {
-        let mut configs = std::collections::BTreeMap::new();
-        configs.insert("cleanup.policy".to_string(), "compact".to_string());
-        // Kafka's offsets.topic.segment.bytes default.
-        configs.insert("segment.bytes".to_string(), "104857600".to_string());
-        let change = crate::metadata::MetadataChange::CreateTopic {
-            name: crate::coordinator::OFFSETS_TOPIC.to_string(),
-            id: crate::metadata::random_topic_id(),
-            partitions: crate::coordinator::OFFSETS_PARTITIONS,
-            replication_factor: 1,
-            configs,
+        if shard.shutdown.load(Ordering::Relaxed) {
+            anyhow::bail!("stopped before the offsets topic was created");
+        }
+        let img = shard.image();
+        let outcome = match crate::handlers::topics::place(&img, 0, crate::coordinator::OFFSETS_PARTITIONS, rf) {
+            Err(e) => Err(e),
+            Ok(assignments) => {
+                let mut configs = std::collections::BTreeMap::new();
+                configs.insert("cleanup.policy".to_string(), "compact".to_string());
+                // Kafka's offsets.topic.segment.bytes default.
+                configs.insert("segment.bytes".to_string(), "104857600".to_string());
+                let change = crate::metadata::MetadataChange::CreateTopic {
+                    name: crate::coordinator::OFFSETS_TOPIC.to_string(),
+                    id: crate::metadata::random_topic_id(),
+                    partitions: crate::coordinator::OFFSETS_PARTITIONS,
+                    replication_factor: rf,
+                    configs,
+                    assignments,
+                };
+                shard.change_metadata(change).await.map(|_| ())
+            }
         };
-        match shard.change_metadata(change).await {
-            Ok(_) => {}
-            Err((ResponseError::TopicAlreadyExists, _)) => {}
-            Err((e @ (ResponseError::NotController | ResponseError::RequestTimedOut), msg)) => {
-                if shard.shutdown.load(Ordering::Relaxed) {
-                    anyhow::bail!("stopped before the metadata quorum was ready");
-                }
+        match outcome {
+            Ok(()) | Err((ResponseError::TopicAlreadyExists, _)) => {}
+            Err((
+                e @ (ResponseError::NotController
+                | ResponseError::RequestTimedOut
+                | ResponseError::InvalidReplicationFactor
+                | ResponseError::InvalidReplicaAssignment),
+                msg,
+            )) => {
                 if started.elapsed() >= next_log {
                     next_log += Duration::from_secs(5);
-                    tracing::info!(error = ?e, msg, "waiting for the metadata quorum to create the offsets topic");
+                    tracing::info!(error = ?e, msg, replication_factor = rf, "waiting to create the offsets topic");
                 }
                 glommio::timer::sleep(Duration::from_millis(200)).await;
             }
@@ -198,11 +216,23 @@ async fn shard_main(
         ms = started.elapsed().as_millis() as u64,
         "shard recovered its partitions"
     );
-    // The cluster's metadata is known, and the internal offsets topic
-    // exists, before any client is served.
+    // The cluster's metadata is known and this broker registered before any
+    // client is served (and, on a single node, the offsets topic exists).
     if let Some(q) = shard.quorum.clone() {
         q.wait_until_ready(&shard).await;
-        ensure_offsets_topic(&shard).await?;
+        q.register(&shard).await;
+        if common.config.voters.len() == 1 {
+            // A single node has what it needs now: serve groups from the start.
+            ensure_offsets_topic(shard.clone()).await?;
+        } else {
+            let s = shard.clone();
+            glommio::spawn_local(async move {
+                if let Err(e) = ensure_offsets_topic(s).await {
+                    tracing::warn!(error = %e, "offsets topic not created");
+                }
+            })
+            .detach();
+        }
     }
     common.ready.fetch_add(1, Ordering::SeqCst);
     while common.ready.load(Ordering::SeqCst) < n {

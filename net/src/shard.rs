@@ -92,6 +92,10 @@ pub enum DefaultSource {
     DynamicBroker,
 }
 
+/// A replica this shard should hold: topic, partition, topic id, (leader
+/// epoch, ISR size) if this broker leads it, and the partition's leader epoch.
+type Wanted = (String, i32, TopicId, Option<(i32, usize)>, i32);
+
 /// The controller's shard.
 pub const CONTROLLER_SHARD: ShardId = ShardId(0);
 
@@ -106,6 +110,14 @@ impl Shard {
 
     pub fn shard_count(&self) -> usize {
         self.router.shard_count()
+    }
+
+    /// Whether this broker serves partition `p` of `t` as its leader: the
+    /// image names it leader and has not fenced it. Otherwise the client is
+    /// told NOT_LEADER_OR_FOLLOWER and refreshes its metadata.
+    pub fn leads(&self, img: &MetadataImage, t: &crate::metadata::TopicMeta, p: i32) -> bool {
+        let me = self.config.broker.node_id;
+        t.partition(p).is_some_and(|pm| pm.leader == me) && img.brokers.get(&me).is_some_and(|b| !b.fenced)
     }
 
     /// Owner shard of a partition under the current image.
@@ -163,11 +175,16 @@ impl Shard {
         if img.version < self.metadata.borrow().version {
             return;
         }
-        let mut wanted: Vec<(String, i32, TopicId)> = Vec::new();
+        // This broker's replicas that placement puts on this shard, and
+        // whether this broker leads each (leader epoch, ISR size).
+        let me = self.config.broker.node_id;
+        let mut wanted: Vec<Wanted> = Vec::new();
         for t in img.topics.values() {
             for p in 0..t.partitions {
-                if self.owner(&t.id, p) == self.id {
-                    wanted.push((t.name.clone(), p, t.id));
+                let Some(pm) = t.partition(p) else { continue };
+                if pm.replicas.contains(&me) && self.owner(&t.id, p) == self.id {
+                    let lead = (pm.leader == me).then_some((pm.leader_epoch, pm.isr.len()));
+                    wanted.push((t.name.clone(), p, t.id, lead, pm.leader_epoch));
                 }
             }
         }
@@ -176,7 +193,15 @@ impl Shard {
             .partitions
             .borrow()
             .values()
-            .filter(|h| img.topic(&h.topic).map(|t| t.id != h.topic_id || h.partition >= t.partitions).unwrap_or(true))
+            .filter(|h| {
+                img.topic(&h.topic)
+                    .map(|t| {
+                        t.id != h.topic_id
+                            || h.partition >= t.partitions
+                            || t.partition(h.partition).is_some_and(|pm| !pm.replicas.contains(&me))
+                    })
+                    .unwrap_or(true)
+            })
             .cloned()
             .collect();
         for h in gone {
@@ -194,7 +219,7 @@ impl Shard {
             self.metrics.partitions.fetch_sub(1, Ordering::Relaxed);
         }
         *self.metadata.borrow_mut() = img.clone();
-        for (topic, p, id) in wanted {
+        for (topic, p, id, lead, epoch) in wanted {
             let cfg = self.log_config(&img, &topic);
             if let Some(h) = self.partition(&topic, p) {
                 if h.log().borrow().config() != &cfg {
@@ -208,8 +233,12 @@ impl Shard {
             let dir = partition_dir(&self.config.broker.data_dir, &topic, p);
             let opened = match Log::open(DmaStorage, &dir, cfg, self.cache.clone()).await {
                 Ok(log) => Replica::new(log).and_then(|r| {
-                    // One broker: this replica leads, in epoch 0, alone in its ISR.
-                    r.become_leader(LeaderEpoch(0), 1)?;
+                    match lead {
+                        Some((leader_epoch, isr)) => r.become_leader(LeaderEpoch(leader_epoch), isr.max(1))?,
+                        // A follower replica: placed and kept, idle until
+                        // partition replication streams to it.
+                        None => r.become_follower(LeaderEpoch(epoch)),
+                    }
                     Ok(r)
                 }),
                 Err(e) => Err(e),
@@ -220,7 +249,7 @@ impl Shard {
                     self.partitions.borrow_mut().insert(h.clone());
                     self.metrics.partitions.fetch_add(1, Ordering::Relaxed);
                     glommio::spawn_local(flusher(self.clone(), h.clone())).detach();
-                    if h.topic == crate::coordinator::OFFSETS_TOPIC {
+                    if h.topic == crate::coordinator::OFFSETS_TOPIC && lead.is_some() {
                         let c = crate::coordinator::PartitionCoordinator::new(p, h, self.config.group_config());
                         self.coordinators.borrow_mut().insert(p, c.clone());
                         // Replay before the shard serves clients (install runs before accept).

@@ -181,3 +181,65 @@ def test_killing_the_controller_leaves_the_survivors_in_charge(cluster):
     a = admin_client(leader.bootstrap)
     a.create_topics([NewTopic(last, 1, 1)], request_timeout=30)[last].result(30)
     wait_topic_everywhere([b for b in cluster if b is not new_leader], last)
+
+
+def test_partitions_spread_over_brokers_and_clients_follow_the_leaders(cluster):
+    """Replicas are placed across the brokers; Metadata lists every broker
+    and each partition's leader; a producer bootstrapped from one broker and
+    a consumer group bootstrapped from another reach every partition on its
+    leader; a broker that does not lead a partition refuses it."""
+    from confluent_kafka import Consumer, Producer, TopicPartition
+
+    topic = unique_topic("spread")
+    a = admin_client(cluster[0].bootstrap)
+    a.create_topics([NewTopic(topic, num_partitions=6, replication_factor=1)], request_timeout=30)[topic].result(30)
+    wait_topic_everywhere(cluster, topic)
+    md = admin_client(cluster[1].bootstrap).list_topics(topic=topic, timeout=10)
+    assert sorted(md.brokers) == [0, 1, 2], md.brokers
+    leaders = {p.id: p.leader for p in md.topics[topic].partitions.values()}
+    assert set(leaders.values()) == {0, 1, 2}, f"leaders spread over the three brokers: {leaders}"
+    # Replication factor 3: every broker holds a replica; the ISR is the
+    # leader until partition replication exists.
+    t3 = unique_topic("rf3")
+    a.create_topics([NewTopic(t3, num_partitions=3, replication_factor=3)], request_timeout=30)[t3].result(30)
+    wait_topic_everywhere(cluster, t3)
+    md3 = admin_client(cluster[2].bootstrap).list_topics(topic=t3, timeout=10)
+    for p in md3.topics[t3].partitions.values():
+        assert sorted(p.replicas) == [0, 1, 2] and p.isrs == [p.leader], p
+    # Too many replicas for three brokers.
+    t4 = unique_topic("rf4")
+    fut = a.create_topics([NewTopic(t4, num_partitions=1, replication_factor=4)], request_timeout=30)[t4]
+    with pytest.raises(Exception) as err:
+        fut.result(30)
+    assert "INVALID_REPLICATION_FACTOR" in str(err.value) or "replication" in str(err.value).lower()
+
+    p = Producer({"bootstrap.servers": cluster[1].bootstrap, "acks": "all", "linger.ms": 5})
+    delivered = []
+    for i in range(600):
+        p.produce(topic, value=b"v%d" % i, partition=i % 6,
+                  on_delivery=lambda e, m: delivered.append((e, m.partition())))
+    assert p.flush(30) == 0
+    assert all(e is None for e, _ in delivered) and len(delivered) == 600, [e for e, _ in delivered if e][:3]
+
+    c = Consumer({"bootstrap.servers": cluster[2].bootstrap, "group.id": unique_topic("g"),
+                  "auto.offset.reset": "earliest", "enable.auto.commit": True})
+    c.subscribe([topic])
+    got = set()
+    deadline = time.monotonic() + 60
+    while len(got) < 600 and time.monotonic() < deadline:
+        m = c.poll(0.5)
+        if m is not None and m.error() is None:
+            got.add(m.value())
+    c.commit(asynchronous=False)
+    committed = c.committed([TopicPartition(topic, i) for i in range(6)], timeout=10)
+    c.close()
+    assert len(got) == 600, len(got)
+    assert sum(tp.offset for tp in committed) == 600, committed
+
+    # Produce straight to a broker that does not lead a partition: refused,
+    # the client's metadata points it elsewhere.
+    import kwire
+    not_leader = next(b for b in cluster if b.node_id != leaders[0])
+    batch = kwire.record_batch([(None, b"x")])
+    res = kwire.produce_v3(not_leader.host, not_leader.port, topic, 0, batch)
+    assert res[0].error_code == 6, res  # NOT_LEADER_OR_FOLLOWER

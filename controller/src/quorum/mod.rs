@@ -448,7 +448,23 @@ mod tests {
             partitions: 1,
             replication_factor: 1,
             configs: BTreeMap::new(),
+            assignments: vec![vec![1]],
         }
+    }
+
+    fn register(q: &mut Quorum<SimDisk>) {
+        let r = MetadataChange::RegisterBroker {
+            id: 1,
+            incarnation: [1; 16],
+            host: "h".into(),
+            port: 9092,
+            cluster_host: String::new(),
+            cluster_port: 0,
+            shards: 1,
+        };
+        q.propose(&r, 1000).unwrap();
+        settle(q);
+        assert!(q.image().brokers.contains_key(&1));
     }
 
     fn settle(q: &mut Quorum<SimDisk>) -> Vec<Applied> {
@@ -467,6 +483,7 @@ mod tests {
         assert!(q.is_leader());
         settle(&mut q);
         assert_eq!(q.image().cluster_id.len(), 22);
+        register(&mut q);
         q.propose(&topic("a", 1), 1).unwrap();
         q.propose(&topic("a", 2), 2).unwrap();
         let applied = settle(&mut q);
@@ -488,6 +505,7 @@ mod tests {
         cfg.snapshot_every = 10;
         let mut q = Quorum::open(cfg.clone(), SimDisk::default(), None).unwrap();
         settle(&mut q);
+        register(&mut q);
         for i in 0..25u8 {
             q.propose(&topic(&format!("t{i}"), i + 1), i as u64).unwrap();
             settle(&mut q);
@@ -502,7 +520,8 @@ mod tests {
 
     #[test]
     fn a_single_node_image_migrates_once() {
-        let mut img = MetadataImage { cluster_id: "old-cluster".into(), ..Default::default() };
+        let mut img = crate::test_image(&[1]);
+        img.cluster_id = "old-cluster".into();
         img = apply_change(&img, &topic("kept", 9)).unwrap();
         let mut q = Quorum::open(QuorumConfig::broker(3, vec![3], 1), SimDisk::default(), Some(img.clone())).unwrap();
         settle(&mut q);

@@ -1,7 +1,8 @@
-//! Quorum messages on the wire between brokers: an inter-broker
+//! Controller traffic on the wire between brokers: an inter-broker
 //! `Envelope` (flatbuffers, `flatbuffers/schemas/inter_broker.fbs`) holding a
-//! `QuorumMessage`, whose `raft` field is raft-rs's protobuf encoding of its
-//! message. Frames on the connection are `[len: u32 BE][envelope]`.
+//! `QuorumMessage` (whose `raft` field is raft-rs's protobuf encoding of its
+//! message) or a broker's `Heartbeat` to the active controller. Frames on
+//! the connection are `[len: u32 BE][envelope]`.
 //!
 //! Everything from another broker is hostile until checked: the envelope is
 //! verified, the raft message parsed with bounded sizes, and its sender and
@@ -52,11 +53,53 @@ pub fn encode(from_node: i32, to_node: i32, msg: &Message) -> Vec<u8> {
     out
 }
 
+/// A broker's heartbeat to the active controller, framed.
+pub fn encode_heartbeat(from_broker: i32, broker_epoch: i64, sent_at_ms: i64) -> Vec<u8> {
+    let mut b = FlatBufferBuilder::with_capacity(64);
+    let h = fb::Heartbeat::create(&mut b, &fb::HeartbeatArgs { from_broker, broker_epoch, sent_at_ms });
+    let env = fb::Envelope::create(
+        &mut b,
+        &fb::EnvelopeArgs { sequence: 0, body_type: fb::Body::Heartbeat, body: Some(h.as_union_value()) },
+    );
+    b.finish(env, None);
+    let data = b.finished_data();
+    let mut out = Vec::with_capacity(4 + data.len());
+    out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+    out.extend_from_slice(data);
+    out
+}
+
+/// What a controller-bound frame carries.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Inbound {
+    Raft { from: i32, to: i32, msg: Message },
+    Heartbeat { from: i32, epoch: i64 },
+}
+
 /// Decodes one envelope (the bytes after the length prefix).
+pub fn decode_inbound(bytes: &[u8]) -> Result<Inbound, WireError> {
+    let opts = ringbroker_flatbuffers::verifier_options(bytes.len());
+    let env =
+        flatbuffers::root_with_opts::<fb::Envelope>(&opts, bytes).map_err(|e| WireError::Envelope(e.to_string()))?;
+    if let Some(h) = env.body_as_heartbeat() {
+        if h.from_broker() < 0 {
+            return Err(WireError::Envelope(format!("heartbeat from broker {}", h.from_broker())));
+        }
+        return Ok(Inbound::Heartbeat { from: h.from_broker(), epoch: h.broker_epoch() });
+    }
+    let (from, to, msg) = decode_quorum(&env)?;
+    Ok(Inbound::Raft { from, to, msg })
+}
+
+/// Decodes one envelope that must be a quorum message.
 pub fn decode(bytes: &[u8]) -> Result<(i32, i32, Message), WireError> {
     let opts = ringbroker_flatbuffers::verifier_options(bytes.len());
     let env =
         flatbuffers::root_with_opts::<fb::Envelope>(&opts, bytes).map_err(|e| WireError::Envelope(e.to_string()))?;
+    decode_quorum(&env)
+}
+
+fn decode_quorum(env: &fb::Envelope<'_>) -> Result<(i32, i32, Message), WireError> {
     let q = env.body_as_quorum_message().ok_or(WireError::NotQuorum)?;
     let msg = Message::parse_from_bytes(q.raft().bytes()).map_err(|e| WireError::Raft(e.to_string()))?;
     let (from, to) = (q.from_node(), q.to_node());
@@ -94,12 +137,16 @@ mod tests {
         assert_eq!(m, sample());
         let f = encode(0, 2, &sample());
         assert!(matches!(decode(&f[4..]), Err(WireError::Mismatch { .. })));
+        let h = encode_heartbeat(3, 77, 5);
+        assert_eq!(decode_inbound(&h[4..]).unwrap(), Inbound::Heartbeat { from: 3, epoch: 77 });
+        assert!(matches!(decode_inbound(&encode(1, 2, &sample())[4..]), Ok(Inbound::Raft { from: 1, to: 2, .. })));
     }
 
     proptest! {
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
             let _ = decode(&bytes);
+            let _ = decode_inbound(&bytes);
         }
 
         #[test]

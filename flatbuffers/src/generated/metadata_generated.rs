@@ -329,6 +329,104 @@ impl ::core::fmt::Debug for ConfigEntry<'_> {
       ds.finish()
   }
 }
+pub enum ReplicasOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// The brokers holding one partition's replicas; the first is the
+/// preferred leader.
+pub struct Replicas<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for Replicas<'a> {
+  type Inner = Replicas<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> Replicas<'a> {
+  pub const VT_BROKERS: ::flatbuffers::VOffsetT = 4;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    Replicas { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args ReplicasArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<Replicas<'bldr>> {
+    let mut builder = ReplicasBuilder::new(_fbb);
+    if let Some(x) = args.brokers { builder.add_brokers(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn brokers(&self) -> Option<::flatbuffers::Vector<'a, i32>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, i32>>>(Replicas::VT_BROKERS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for Replicas<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, i32>>>("brokers", Self::VT_BROKERS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ReplicasArgs<'a> {
+    pub brokers: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, i32>>>,
+}
+impl<'a> Default for ReplicasArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    ReplicasArgs {
+      brokers: None,
+    }
+  }
+}
+
+pub struct ReplicasBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ReplicasBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_brokers(&mut self, brokers: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , i32>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Replicas::VT_BROKERS, brokers);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ReplicasBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    ReplicasBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<Replicas<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for Replicas<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("Replicas");
+      ds.field("brokers", &self.brokers());
+      ds.finish()
+  }
+}
 pub enum CreateTopicOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -350,6 +448,7 @@ impl<'a> CreateTopic<'a> {
   pub const VT_PARTITIONS: ::flatbuffers::VOffsetT = 8;
   pub const VT_REPLICATION_FACTOR: ::flatbuffers::VOffsetT = 10;
   pub const VT_CONFIGS: ::flatbuffers::VOffsetT = 12;
+  pub const VT_ASSIGNMENTS: ::flatbuffers::VOffsetT = 14;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -361,6 +460,7 @@ impl<'a> CreateTopic<'a> {
     args: &'args CreateTopicArgs<'args>
   ) -> ::flatbuffers::WIPOffset<CreateTopic<'bldr>> {
     let mut builder = CreateTopicBuilder::new(_fbb);
+    if let Some(x) = args.assignments { builder.add_assignments(x); }
     if let Some(x) = args.configs { builder.add_configs(x); }
     builder.add_partitions(args.partitions);
     if let Some(x) = args.topic_id { builder.add_topic_id(x); }
@@ -405,6 +505,14 @@ impl<'a> CreateTopic<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<ConfigEntry>>>>(CreateTopic::VT_CONFIGS, None)}
   }
+  /// One entry per partition, chosen by the proposer.
+  #[inline]
+  pub fn assignments(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Replicas<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Replicas>>>>(CreateTopic::VT_ASSIGNMENTS, None)}
+  }
 }
 
 impl ::flatbuffers::Verifiable for CreateTopic<'_> {
@@ -418,6 +526,7 @@ impl ::flatbuffers::Verifiable for CreateTopic<'_> {
      .visit_field::<i32>("partitions", Self::VT_PARTITIONS, false)?
      .visit_field::<i16>("replication_factor", Self::VT_REPLICATION_FACTOR, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<ConfigEntry>>>>("configs", Self::VT_CONFIGS, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<Replicas>>>>("assignments", Self::VT_ASSIGNMENTS, false)?
      .finish();
     Ok(())
   }
@@ -428,6 +537,7 @@ pub struct CreateTopicArgs<'a> {
     pub partitions: i32,
     pub replication_factor: i16,
     pub configs: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<ConfigEntry<'a>>>>>,
+    pub assignments: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Replicas<'a>>>>>,
 }
 impl<'a> Default for CreateTopicArgs<'a> {
   #[inline]
@@ -438,6 +548,7 @@ impl<'a> Default for CreateTopicArgs<'a> {
       partitions: 0,
       replication_factor: 0,
       configs: None,
+      assignments: None,
     }
   }
 }
@@ -468,6 +579,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> CreateTopicBuilder<'a, 'b, A>
     self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(CreateTopic::VT_CONFIGS, configs);
   }
   #[inline]
+  pub fn add_assignments(&mut self, assignments: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<Replicas<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(CreateTopic::VT_ASSIGNMENTS, assignments);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> CreateTopicBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     CreateTopicBuilder {
@@ -492,6 +607,7 @@ impl ::core::fmt::Debug for CreateTopic<'_> {
       ds.field("partitions", &self.partitions());
       ds.field("replication_factor", &self.replication_factor());
       ds.field("configs", &self.configs());
+      ds.field("assignments", &self.assignments());
       ds.finish()
   }
 }
@@ -610,6 +726,7 @@ impl<'a> ::flatbuffers::Follow<'a> for CreatePartitions<'a> {
 impl<'a> CreatePartitions<'a> {
   pub const VT_NAME: ::flatbuffers::VOffsetT = 4;
   pub const VT_TOTAL: ::flatbuffers::VOffsetT = 6;
+  pub const VT_ASSIGNMENTS: ::flatbuffers::VOffsetT = 8;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -621,6 +738,7 @@ impl<'a> CreatePartitions<'a> {
     args: &'args CreatePartitionsArgs<'args>
   ) -> ::flatbuffers::WIPOffset<CreatePartitions<'bldr>> {
     let mut builder = CreatePartitionsBuilder::new(_fbb);
+    if let Some(x) = args.assignments { builder.add_assignments(x); }
     builder.add_total(args.total);
     if let Some(x) = args.name { builder.add_name(x); }
     builder.finish()
@@ -642,6 +760,14 @@ impl<'a> CreatePartitions<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<i32>(CreatePartitions::VT_TOTAL, Some(0)).unwrap()}
   }
+  /// One entry per new partition, chosen by the proposer.
+  #[inline]
+  pub fn assignments(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Replicas<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Replicas>>>>(CreatePartitions::VT_ASSIGNMENTS, None)}
+  }
 }
 
 impl ::flatbuffers::Verifiable for CreatePartitions<'_> {
@@ -652,6 +778,7 @@ impl ::flatbuffers::Verifiable for CreatePartitions<'_> {
     v.visit_table(pos)?
      .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("name", Self::VT_NAME, true)?
      .visit_field::<i32>("total", Self::VT_TOTAL, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<Replicas>>>>("assignments", Self::VT_ASSIGNMENTS, false)?
      .finish();
     Ok(())
   }
@@ -659,6 +786,7 @@ impl ::flatbuffers::Verifiable for CreatePartitions<'_> {
 pub struct CreatePartitionsArgs<'a> {
     pub name: Option<::flatbuffers::WIPOffset<&'a str>>,
     pub total: i32,
+    pub assignments: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Replicas<'a>>>>>,
 }
 impl<'a> Default for CreatePartitionsArgs<'a> {
   #[inline]
@@ -666,6 +794,7 @@ impl<'a> Default for CreatePartitionsArgs<'a> {
     CreatePartitionsArgs {
       name: None, // required field
       total: 0,
+      assignments: None,
     }
   }
 }
@@ -682,6 +811,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> CreatePartitionsBuilder<'a, '
   #[inline]
   pub fn add_total(&mut self, total: i32) {
     self.fbb_.push_slot::<i32>(CreatePartitions::VT_TOTAL, total, 0);
+  }
+  #[inline]
+  pub fn add_assignments(&mut self, assignments: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<Replicas<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(CreatePartitions::VT_ASSIGNMENTS, assignments);
   }
   #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> CreatePartitionsBuilder<'a, 'b, A> {
@@ -704,6 +837,7 @@ impl ::core::fmt::Debug for CreatePartitions<'_> {
     let mut ds = f.debug_struct("CreatePartitions");
       ds.field("name", &self.name());
       ds.field("total", &self.total());
+      ds.field("assignments", &self.assignments());
       ds.finish()
   }
 }
@@ -1037,8 +1171,9 @@ impl ::core::fmt::Debug for AllocateProducerIds<'_> {
 pub enum RegisterBrokerOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
-/// A broker (re)started: its epoch is the log offset of this record, so a
-/// restarted broker's stale sessions are fenced.
+/// A broker (re)started, or came back after being fenced. Its epoch is the
+/// image version this record produces (broker_epoch is 0 when proposed), so
+/// a registration from an earlier life is recognisable as stale.
 pub struct RegisterBroker<'a> {
   pub _tab: ::flatbuffers::Table<'a>,
 }

@@ -19,7 +19,6 @@ pub async fn describe_cluster(
     req: DescribeClusterRequest,
     _version: i16,
 ) -> DescribeClusterResponse {
-    let node = BrokerId(shard.config.broker.node_id);
     // endpoint_type 1 = brokers; asking a broker listener for controllers
     // (2) is Kafka's MISMATCHED_ENDPOINT_TYPE.
     if req.endpoint_type != 1 {
@@ -31,16 +30,23 @@ pub async fn describe_cluster(
     }
     DescribeClusterResponse::default()
         .with_cluster_id(str_bytes(&shard.image().cluster_id))
-        .with_controller_id(node)
+        .with_controller_id(BrokerId(super::metadata::controller_id(shard)))
         .with_cluster_authorized_operations(if req.include_cluster_authorized_operations {
             super::metadata::CLUSTER_OPERATIONS
         } else {
             super::metadata::OPERATIONS_NOT_REQUESTED
         })
-        .with_brokers(vec![DescribeClusterBroker::default()
-            .with_broker_id(node)
-            .with_host(str_bytes(&shard.config.advertised_host))
-            .with_port(shard.config.advertised_port)])
+        .with_brokers(
+            super::metadata::live_brokers(shard, &shard.image())
+                .into_iter()
+                .map(|(id, host, port)| {
+                    DescribeClusterBroker::default()
+                        .with_broker_id(BrokerId(id))
+                        .with_host(str_bytes(&host))
+                        .with_port(port)
+                })
+                .collect(),
+        )
 }
 
 pub async fn offset_for_leader_epoch(
@@ -57,6 +63,7 @@ pub async fn offset_for_leader_epoch(
             let meta = img.topic(&name).filter(|m| p.partition >= 0 && p.partition < m.partitions);
             let (code, epoch, end) = match meta {
                 None => (ResponseError::UnknownTopicOrPartition.code(), -1, -1),
+                Some(m) if !shard.leads(&img, m, p.partition) => (ResponseError::NotLeaderOrFollower.code(), -1, -1),
                 Some(m) => {
                     let owner = shard.owner(&m.id, p.partition);
                     let (topic, pi, want, current) =
@@ -99,6 +106,7 @@ pub async fn delete_records(shard: &Rc<Shard>, req: DeleteRecordsRequest, _versi
                 Some(m) if check_client_write(m, ClientWrite::DeleteRecords).is_err() => {
                     (ResponseError::InvalidTopicException.code(), -1)
                 }
+                Some(m) if !shard.leads(&img, m, p.partition_index) => (ResponseError::NotLeaderOrFollower.code(), -1),
                 Some(m) => {
                     let owner = shard.owner(&m.id, p.partition_index);
                     let (topic, pi, offset) = (name.clone(), p.partition_index, p.offset);

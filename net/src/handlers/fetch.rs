@@ -65,6 +65,8 @@ pub async fn handle(shard: &Rc<Shard>, req: FetchRequest, version: i16, correlat
     let mut order: Vec<(String, uuid::Uuid, Vec<i32>)> = Vec::new();
     let mut by_owner: Vec<(ShardId, Vec<PartRead>)> = Vec::new();
     let mut unknown: Vec<(String, i32)> = Vec::new();
+    // Partitions another broker leads (or that are offline).
+    let mut not_led: Vec<(String, i32)> = Vec::new();
     // v13+ names topics by id only (KIP-516).
     let unknown_error =
         if version >= 13 { ResponseError::UnknownTopicId } else { ResponseError::UnknownTopicOrPartition };
@@ -84,6 +86,9 @@ pub async fn handle(shard: &Rc<Shard>, req: FetchRequest, version: i16, correlat
         for p in &t.partitions {
             parts.push(p.partition);
             match meta {
+                Some(m) if p.partition >= 0 && p.partition < m.partitions && !shard.leads(&img, m, p.partition) => {
+                    not_led.push((name.clone(), p.partition))
+                }
                 Some(m) if p.partition >= 0 && p.partition < m.partitions => {
                     let owner = shard.owner(&m.id, p.partition);
                     let read = PartRead {
@@ -125,7 +130,7 @@ pub async fn handle(shard: &Rc<Shard>, req: FetchRequest, version: i16, correlat
             }
         }
         let total: usize = results.iter().map(|(_, r)| r.records.iter().map(|c| c.len()).sum::<usize>()).sum();
-        let any_error = results.iter().any(|(_, r)| r.error_code != 0) || !unknown.is_empty();
+        let any_error = results.iter().any(|(_, r)| r.error_code != 0) || !unknown.is_empty() || !not_led.is_empty();
         let now = Instant::now();
         if total >= min_bytes.max(1)
             || any_error
@@ -179,7 +184,9 @@ pub async fn handle(shard: &Rc<Shard>, req: FetchRequest, version: i16, correlat
                 log_start_offset: -1,
                 records: Vec::new(),
             };
-            if unknown.iter().any(|(t, q)| *t == name && *q == p) {
+            if not_led.iter().any(|(t, q)| *t == name && *q == p) {
+                fp.error_code = ResponseError::NotLeaderOrFollower.code();
+            } else if unknown.iter().any(|(t, q)| *t == name && *q == p) {
                 // An unknown partition of a known topic id is
                 // UNKNOWN_TOPIC_OR_PARTITION; only an unknown id is UNKNOWN_TOPIC_ID.
                 let topic_known = version >= 13 && !name.starts_with('/');

@@ -40,6 +40,9 @@ async fn on_coordinator(shard: &Rc<Shard>, group_id: &str, op: GroupOp) -> Resul
     let Some(meta) = img.topic(OFFSETS_TOPIC) else {
         return Err(GroupError::CoordinatorNotAvailable);
     };
+    if !shard.leads(&img, meta, partition) {
+        return Err(GroupError::NotCoordinator);
+    }
     let owner = shard.owner(&meta.id, partition);
     match shard.router.request(shard, owner, Request::Group { partition, op }).await {
         Some(Response::Group(r)) => r,
@@ -70,24 +73,35 @@ fn code(r: &Result<impl Sized, GroupError>) -> i16 {
     }
 }
 
+/// The broker coordinating `group`: the leader of its `__consumer_offsets`
+/// partition, with its client address.
+fn group_coordinator(shard: &Shard, group: &str) -> Result<(i32, String, i32), (i16, &'static str)> {
+    let img = shard.image();
+    let not_available = ResponseError::CoordinatorNotAvailable.code();
+    let meta = img.topic(OFFSETS_TOPIC).ok_or((not_available, "the offsets topic is not created yet"))?;
+    let partition = partition_for(group, OFFSETS_PARTITIONS as u32) as i32;
+    let leader = meta.partition(partition).map_or(-1, |p| p.leader);
+    super::metadata::live_brokers(shard, &img)
+        .into_iter()
+        .find(|b| b.0 == leader)
+        .ok_or((not_available, "the group's offsets partition has no live leader"))
+}
+
 pub async fn find_coordinator(shard: &Rc<Shard>, req: FindCoordinatorRequest, version: i16) -> FindCoordinatorResponse {
-    let node = BrokerId(shard.config.broker.node_id);
-    let host = sb(&shard.config.advertised_host);
-    let port = shard.config.advertised_port;
-    let answer = |key_type: i8| -> (i16, Option<&'static str>) {
+    let answer = |key_type: i8, key: &str| -> Result<(i32, String, i32), (i16, Option<&'static str>)> {
         if key_type == KEY_TYPE_GROUP {
-            (0, None)
+            group_coordinator(shard, key).map_err(|(e, m)| (e, Some(m)))
         } else if key_type != KEY_TYPE_TRANSACTION {
-            (ResponseError::InvalidRequest.code(), Some("unknown coordinator key type"))
+            Err((ResponseError::InvalidRequest.code(), Some("unknown coordinator key type")))
         } else {
             // No transaction coordinator exists. A retriable error kept
             // transactional clients waiting for their whole timeout; this is
             // the refusal every client treats as fatal at once (a Kafka broker
             // whose authorizer denies all transactional ids answers the same).
-            (
+            Err((
                 ResponseError::TransactionalIdAuthorizationFailed.code(),
                 Some("transactions are not supported by this broker (ringbroker)"),
-            )
+            ))
         }
     };
     if version >= 4 {
@@ -95,29 +109,40 @@ pub async fn find_coordinator(shard: &Rc<Shard>, req: FindCoordinatorRequest, ve
             .coordinator_keys
             .iter()
             .map(|k| {
-                let (err, msg) = answer(req.key_type);
-                let mut c = find_coordinator_response::Coordinator::default().with_key(k.clone()).with_error_code(err);
-                if err == 0 {
-                    c = c.with_node_id(node).with_host(host.clone()).with_port(port);
-                } else {
-                    c = c.with_node_id(BrokerId(-1)).with_host(sb("")).with_port(-1).with_error_message(msg.map(sb));
+                let c = find_coordinator_response::Coordinator::default().with_key(k.clone());
+                match answer(req.key_type, k.as_str()) {
+                    Ok((node, host, port)) => {
+                        c.with_error_code(0).with_node_id(BrokerId(node)).with_host(sb(&host)).with_port(port)
+                    }
+                    Err((err, msg)) => c
+                        .with_error_code(err)
+                        .with_node_id(BrokerId(-1))
+                        .with_host(sb(""))
+                        .with_port(-1)
+                        .with_error_message(msg.map(sb)),
                 }
-                c
             })
             .collect();
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
     }
-    let (err, msg) = answer(req.key_type);
-    let mut r = FindCoordinatorResponse::default().with_error_code(err);
-    if err == 0 {
-        r = r.with_node_id(node).with_host(host).with_port(port);
-    } else {
-        r = r.with_node_id(BrokerId(-1)).with_host(sb("")).with_port(-1);
-        if version >= 1 {
-            r = r.with_error_message(msg.map(sb));
+    match answer(req.key_type, req.key.as_str()) {
+        Ok((node, host, port)) => FindCoordinatorResponse::default()
+            .with_error_code(0)
+            .with_node_id(BrokerId(node))
+            .with_host(sb(&host))
+            .with_port(port),
+        Err((err, msg)) => {
+            let mut r = FindCoordinatorResponse::default()
+                .with_error_code(err)
+                .with_node_id(BrokerId(-1))
+                .with_host(sb(""))
+                .with_port(-1);
+            if version >= 1 {
+                r = r.with_error_message(msg.map(sb));
+            }
+            r
         }
     }
-    r
 }
 
 pub async fn join_group(

@@ -26,6 +26,9 @@ pub async fn handle(shard: &Rc<Shard>, req: ListOffsetsRequest, version: i16) ->
             let meta = img.topic(&name).filter(|m| p.partition_index >= 0 && p.partition_index < m.partitions);
             let (error, ts, offset, epoch) = match meta {
                 None => (ResponseError::UnknownTopicOrPartition.code(), -1, -1, -1),
+                Some(m) if !shard.leads(&img, m, p.partition_index) => {
+                    (ResponseError::NotLeaderOrFollower.code(), -1, -1, -1)
+                }
                 Some(m) => {
                     let owner = shard.owner(&m.id, p.partition_index);
                     let topic = name.clone();

@@ -47,12 +47,22 @@ pub async fn handle(shard: &Rc<Shard>, req: MetadataRequest, version: i16) -> Me
             // An entry that carries a topic id names an existing topic: never auto-created.
             if let (Some(name), true) = (name, id.is_nil()) {
                 if img.topic(name).is_none() && valid_topic_name(name) && !name.starts_with("__") {
+                    let (partitions, rf) =
+                        (shard.config.broker.num_partitions, shard.config.broker.default_replication_factor);
+                    let assignments = match super::topics::place(&img, 0, partitions, rf) {
+                        Ok(a) => a,
+                        Err((e, msg)) => {
+                            tracing::warn!(topic = %name, error = ?e, %msg, "auto-create failed");
+                            continue;
+                        }
+                    };
                     let change = MetadataChange::CreateTopic {
                         name: name.clone(),
                         id: crate::metadata::random_topic_id(),
-                        partitions: shard.config.broker.num_partitions,
-                        replication_factor: shard.config.broker.default_replication_factor,
+                        partitions,
+                        replication_factor: rf,
                         configs: Default::default(),
+                        assignments,
                     };
                     match shard.request_metadata_change(change).await {
                         Ok(new) => img = new,
@@ -67,7 +77,7 @@ pub async fn handle(shard: &Rc<Shard>, req: MetadataRequest, version: i16) -> Me
         None => img
             .topics
             .values()
-            .map(|t| topic_entry(shard, t, version, req.include_topic_authorized_operations))
+            .map(|t| topic_entry(&img, t, version, req.include_topic_authorized_operations))
             .collect(),
         Some(list) => list
             .into_iter()
@@ -81,7 +91,7 @@ pub async fn handle(shard: &Rc<Shard>, req: MetadataRequest, version: i16) -> Me
                     name.as_deref().and_then(|n| img.topic(n))
                 };
                 match found {
-                    Some(t) => topic_entry(shard, t, version, req.include_topic_authorized_operations),
+                    Some(t) => topic_entry(&img, t, version, req.include_topic_authorized_operations),
                     None if by_id => MetadataResponseTopic::default()
                         .with_error_code(ResponseError::UnknownTopicId.code())
                         .with_name(None)
@@ -111,14 +121,40 @@ pub const CLUSTER_OPERATIONS: i32 = (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | 
 /// Kafka's "not requested" value for authorized-operation fields.
 pub const OPERATIONS_NOT_REQUESTED: i32 = i32::MIN;
 
+/// The live (registered, unfenced) brokers with their client addresses.
+/// Before this broker's own registration is applied (its first moments),
+/// it lists itself, so a client always has somewhere to go.
+pub fn live_brokers(shard: &Shard, img: &MetadataImage) -> Vec<(i32, String, i32)> {
+    let mut out: Vec<(i32, String, i32)> = img.live_brokers().map(|b| (b.id, b.host.clone(), b.port)).collect();
+    let me = shard.config.broker.node_id;
+    if !img.brokers.contains_key(&me) {
+        out.push((me, shard.config.advertised_host.clone(), shard.config.advertised_port));
+        out.sort_by_key(|b| b.0);
+    }
+    out
+}
+
+/// The active controller's node id as this broker knows it (-1: none). The
+/// controller shard publishes it; every broker can be asked.
+pub fn controller_id(shard: &Shard) -> i32 {
+    match shard.all_metrics[0].quorum.leader.load(std::sync::atomic::Ordering::Relaxed) {
+        // During an election: any broker can take admin requests (a
+        // proposal waits for, or is forwarded to, the next controller).
+        -1 => shard.config.broker.node_id,
+        id => id as i32,
+    }
+}
+
 fn response(shard: &Shard, img: &MetadataImage, version: i16, cluster_ops: bool) -> MetadataResponse {
-    let node = shard.config.broker.node_id;
-    let mut r = MetadataResponse::default().with_brokers(vec![MetadataResponseBroker::default()
-        .with_node_id(BrokerId(node))
-        .with_host(str_bytes(&shard.config.advertised_host))
-        .with_port(shard.config.advertised_port)]);
+    let brokers = live_brokers(shard, img)
+        .into_iter()
+        .map(|(id, host, port)| {
+            MetadataResponseBroker::default().with_node_id(BrokerId(id)).with_host(str_bytes(&host)).with_port(port)
+        })
+        .collect();
+    let mut r = MetadataResponse::default().with_brokers(brokers);
     if version >= 1 {
-        r = r.with_controller_id(BrokerId(node));
+        r = r.with_controller_id(BrokerId(controller_id(shard)));
     }
     if version >= 2 {
         r = r.with_cluster_id(Some(str_bytes(&img.cluster_id)));
@@ -133,21 +169,39 @@ fn response(shard: &Shard, img: &MetadataImage, version: i16, cluster_ops: bool)
     r
 }
 
-fn topic_entry(shard: &Shard, t: &TopicMeta, version: i16, ops: bool) -> MetadataResponseTopic {
-    let node = BrokerId(shard.config.broker.node_id);
+fn topic_entry(img: &MetadataImage, t: &TopicMeta, version: i16, ops: bool) -> MetadataResponseTopic {
+    let live = |b: &i32| img.brokers.get(b).is_some_and(|m| !m.fenced);
     let mut e = MetadataResponseTopic::default()
         .with_error_code(0)
         .with_name(Some(TopicName(str_bytes(&t.name))))
         .with_partitions(
             (0..t.partitions)
                 .map(|p| {
-                    let mut mp = MetadataResponsePartition::default()
-                        .with_partition_index(p)
-                        .with_leader_id(node)
-                        .with_replica_nodes(vec![node])
-                        .with_isr_nodes(vec![node]);
-                    if version >= 7 {
-                        mp = mp.with_leader_epoch(0);
+                    let mut mp = MetadataResponsePartition::default().with_partition_index(p);
+                    match t.partition(p) {
+                        Some(pm) => {
+                            // A leader on a fenced broker is no leader:
+                            // the partition is offline until it returns.
+                            let online = live(&pm.leader);
+                            mp = mp
+                                .with_error_code(if online { 0 } else { ResponseError::LeaderNotAvailable.code() })
+                                .with_leader_id(BrokerId(if online { pm.leader } else { -1 }))
+                                .with_replica_nodes(pm.replicas.iter().map(|b| BrokerId(*b)).collect())
+                                .with_isr_nodes(pm.isr.iter().map(|b| BrokerId(*b)).collect());
+                            if version >= 5 {
+                                mp = mp.with_offline_replicas(
+                                    pm.replicas.iter().filter(|b| !live(b)).map(|b| BrokerId(*b)).collect(),
+                                );
+                            }
+                            if version >= 7 {
+                                mp = mp.with_leader_epoch(pm.leader_epoch);
+                            }
+                        }
+                        None => {
+                            mp = mp
+                                .with_error_code(ResponseError::LeaderNotAvailable.code())
+                                .with_leader_id(BrokerId(-1));
+                        }
                     }
                     mp
                 })

@@ -88,6 +88,9 @@ pub async fn handle(shard: &Rc<Shard>, req: ProduceRequest, version: i16) -> Pro
                     let (e, msg) = refused.clone().expect("checked by the guard");
                     Box::pin(async move { PartitionOutcome::err(e, Some(msg)) })
                 }
+                (Some(m), Some(_)) if index >= 0 && index < m.partitions && !shard.leads(&img, m, index) => {
+                    Box::pin(async { PartitionOutcome::err(ResponseError::NotLeaderOrFollower, None) })
+                }
                 (Some(m), Some(records)) if index >= 0 && index < m.partitions => {
                     let owner = shard.owner(&m.id, index);
                     let topic = name.clone();

@@ -12,7 +12,7 @@ use kafka_protocol::messages::*;
 use kafka_protocol::ResponseError;
 
 use super::str_bytes;
-use crate::metadata::{apply_change, random_topic_id, MetadataChange};
+use crate::metadata::{apply_change, random_topic_id, MetadataChange, MetadataImage};
 use crate::shard::Shard;
 
 /// Names that occur more than once in one request: Kafka refuses each of
@@ -47,14 +47,22 @@ pub async fn create_topics(shard: &Rc<Shard>, req: CreateTopicsRequest, version:
         };
         let mut configs = BTreeMap::new();
         let mut bad = None;
+        let img = shard.image();
+        let mut assignments = Vec::new();
         if !t.assignments.is_empty() {
             let assignment: Vec<(i32, Vec<i32>)> =
                 t.assignments.iter().map(|a| (a.partition_index, a.broker_ids.iter().map(|b| b.0).collect())).collect();
-            match check_assignment(shard.config.broker.node_id, t.num_partitions, t.replication_factor, &assignment) {
-                Ok((p, r)) => {
+            match check_assignment(&img, t.num_partitions, t.replication_factor, &assignment) {
+                Ok((p, r, a)) => {
                     partitions = p;
                     rf = r;
+                    assignments = a;
                 }
+                Err(e) => bad = Some(e),
+            }
+        } else if (1..=MAX_PARTITIONS).contains(&partitions) {
+            match place(&img, 0, partitions, rf) {
+                Ok(a) => assignments = a,
                 Err(e) => bad = Some(e),
             }
         }
@@ -74,6 +82,7 @@ pub async fn create_topics(shard: &Rc<Shard>, req: CreateTopicsRequest, version:
             partitions,
             replication_factor: rf,
             configs: configs.clone(),
+            assignments,
         };
         let outcome = match bad {
             Some(e) => Err(e),
@@ -199,24 +208,39 @@ pub async fn create_partitions(
         );
     }
     for t in req.topics.into_iter().filter(|t| !dups.contains(t.name.0.as_str())) {
-        let change = MetadataChange::CreatePartitions { name: t.name.0.to_string(), total: t.count };
-        let current = shard.image().topic(&t.name.0).map(|m| m.partitions).unwrap_or(0);
-        let assignment_error = t.assignments.as_ref().and_then(|a| {
-            let node = shard.config.broker.node_id;
-            if a.len() as i64 != i64::from(t.count) - i64::from(current) {
-                return Some(format!(
-                    "{} replica assignments for {} new partitions",
-                    a.len(),
-                    i64::from(t.count) - i64::from(current)
-                ));
+        let img = shard.image();
+        let (current, rf) = img.topic(&t.name.0).map(|m| (m.partitions, m.replication_factor)).unwrap_or((0, 1));
+        let new = i64::from(t.count) - i64::from(current);
+        let mut assignments = Vec::new();
+        let mut assignment_error = None;
+        match t.assignments.as_ref() {
+            Some(a) if a.len() as i64 != new => {
+                assignment_error = Some((
+                    ResponseError::InvalidReplicaAssignment,
+                    format!("{} replica assignments for {new} new partitions", a.len()),
+                ))
             }
-            a.iter().find_map(|p| {
-                let ids: Vec<i32> = p.broker_ids.iter().map(|b| b.0).collect();
-                check_replicas(node, &ids).err()
-            })
-        });
-        let outcome = if let Some(msg) = assignment_error {
-            Err((ResponseError::InvalidReplicaAssignment, msg))
+            Some(a) => {
+                for p in a {
+                    let ids: Vec<i32> = p.broker_ids.iter().map(|b| b.0).collect();
+                    if let Err(m) = check_replicas(&img, &ids) {
+                        assignment_error = Some((ResponseError::InvalidReplicaAssignment, m));
+                        break;
+                    }
+                    assignments.push(ids);
+                }
+            }
+            // The count's own checks (larger, at most the maximum) come from
+            // the state machine; place only what it could accept.
+            None if new >= 1 && t.count <= MAX_PARTITIONS => match place(&img, current, new as i32, rf) {
+                Ok(a) => assignments = a,
+                Err(e) => assignment_error = Some(e),
+            },
+            None => {}
+        }
+        let change = MetadataChange::CreatePartitions { name: t.name.0.to_string(), total: t.count, assignments };
+        let outcome = if let Some(e) = assignment_error {
+            Err(e)
         } else if req.validate_only {
             apply_change(&shard.image(), &change).map(|_| ())
         } else {
@@ -234,9 +258,21 @@ pub async fn create_partitions(
     CreatePartitionsResponse::default().with_results(results)
 }
 
+/// Partitions a topic may have (the state machine's bound too).
+const MAX_PARTITIONS: i32 = 100_000;
+
+/// Replicas for partitions `first..first + count` on the live brokers,
+/// Kafka's way (round-robin from a random start; `assign_replicas`).
+pub fn place(img: &MetadataImage, first: i32, count: i32, rf: i16) -> Result<Vec<Vec<i32>>, (ResponseError, String)> {
+    let live: Vec<i32> = img.live_brokers().map(|b| b.id).collect();
+    let r = crate::metadata::random_id();
+    let (start, shift) = (r[0] as usize | (r[1] as usize) << 8, r[2] as usize | (r[3] as usize) << 8);
+    ringbroker_controller::assign_replicas(&live, first, count, rf, start, shift)
+}
+
 /// One partition's replica list: non-empty, no broker twice, every broker
-/// known (this node is the only broker until the cluster exists).
-fn check_replicas(node_id: i32, brokers: &[i32]) -> Result<(), String> {
+/// registered.
+fn check_replicas(img: &MetadataImage, brokers: &[i32]) -> Result<(), String> {
     if brokers.is_empty() {
         return Err("a partition needs at least one replica".into());
     }
@@ -245,8 +281,9 @@ fn check_replicas(node_id: i32, brokers: &[i32]) -> Result<(), String> {
         if !seen.insert(*b) {
             return Err(format!("broker {b} is listed twice in one partition's replicas"));
         }
-        if *b != node_id {
-            return Err(format!("unknown broker {b} in the replica assignment (brokers: {node_id})"));
+        if !img.brokers.contains_key(b) {
+            let known: Vec<i32> = img.brokers.keys().copied().collect();
+            return Err(format!("unknown broker {b} in the replica assignment (brokers: {known:?})"));
         }
     }
     Ok(())
@@ -255,13 +292,16 @@ fn check_replicas(node_id: i32, brokers: &[i32]) -> Result<(), String> {
 /// Kafka's rules for CreateTopics with an explicit assignment: partition
 /// count and replication factor come from it (the request's must be -1),
 /// partitions are numbered 0..n, every partition has the same number of
-/// replicas, all on known brokers. Returns (partitions, replication factor).
+/// replicas, all on known brokers. Returns (partitions, replication factor,
+/// replicas by partition).
+type Checked = (i32, i16, Vec<Vec<i32>>);
+
 fn check_assignment(
-    node_id: i32,
+    img: &MetadataImage,
     num_partitions: i32,
     replication_factor: i16,
     assignment: &[(i32, Vec<i32>)],
-) -> Result<(i32, i16), (ResponseError, String)> {
+) -> Result<Checked, (ResponseError, String)> {
     if num_partitions != -1 || replication_factor != -1 {
         return Err((
             ResponseError::InvalidRequest,
@@ -280,10 +320,12 @@ fn check_assignment(
         if brokers.len() != rf {
             return Err(invalid(format!("partition {p} has {} replicas, partition 0 has {rf}", brokers.len())));
         }
-        check_replicas(node_id, brokers).map_err(invalid)?;
+        check_replicas(img, brokers).map_err(invalid)?;
     }
     let rf = i16::try_from(rf).map_err(|_| invalid("too many replicas".into()))?;
-    Ok((assignment.len() as i32, rf))
+    let mut ordered = assignment.to_vec();
+    ordered.sort_unstable_by_key(|(p, _)| *p);
+    Ok((assignment.len() as i32, rf, ordered.into_iter().map(|(_, r)| r).collect()))
 }
 
 #[cfg(test)]
@@ -296,14 +338,28 @@ mod tests {
         assert_eq!(d.into_iter().collect::<Vec<_>>(), vec!["a".to_string(), "b".to_string()]);
     }
 
+    fn one_broker() -> MetadataImage {
+        let reg = MetadataChange::RegisterBroker {
+            id: 0,
+            incarnation: [1; 16],
+            host: "127.0.0.1".into(),
+            port: 9092,
+            cluster_host: String::new(),
+            cluster_port: 0,
+            shards: 1,
+        };
+        apply_change(&MetadataImage::default(), &reg).unwrap()
+    }
+
     #[test]
     fn explicit_assignments_follow_kafkas_rules() {
-        assert_eq!(check_assignment(0, -1, -1, &[(1, vec![0]), (0, vec![0])]), Ok((2, 1)));
-        assert_eq!(check_assignment(0, 2, -1, &[(0, vec![0])]).unwrap_err().0, ResponseError::InvalidRequest);
+        let img = one_broker();
+        assert_eq!(check_assignment(&img, -1, -1, &[(1, vec![0]), (0, vec![0])]), Ok((2, 1, vec![vec![0], vec![0]])));
+        assert_eq!(check_assignment(&img, 2, -1, &[(0, vec![0])]).unwrap_err().0, ResponseError::InvalidRequest);
         let bad = [vec![(0, vec![0]), (2, vec![0])], vec![(0, vec![1])], vec![(0, vec![0, 0])], vec![(0, vec![])]];
         for a in bad {
             assert_eq!(
-                check_assignment(0, -1, -1, &a).unwrap_err().0,
+                check_assignment(&img, -1, -1, &a).unwrap_err().0,
                 ResponseError::InvalidReplicaAssignment,
                 "{a:?}"
             );
