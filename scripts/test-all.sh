@@ -44,6 +44,11 @@ if [ ! -x "$RINGBROKER_BIN" ]; then
   exit 1
 fi
 
+# Kafka's jars (Maven): the e2e suite runs Kafka's own kafka-metadata-quorum
+# tool against a ringbroker cluster, and the oracle below runs Kafka itself.
+stamp "Apache Kafka jars: bench/peers/kafka/setup"
+bench/peers/kafka/setup || echo "bench/peers/kafka/setup failed; tests that need Kafka's tools will say so" >&2
+
 status_e2e=0
 stamp "e2e: python3 -m pytest tests/e2e -v (RINGBROKER_BIN=$RINGBROKER_BIN)"
 # Hard wall-clock bound on the whole suite on top of pytest-timeout's 300 s per test.

@@ -56,12 +56,22 @@ enum Command {
     /// Create, list, describe or delete topics.
     #[command(subcommand)]
     Topic(ringbroker_cli::TopicCommand),
+    /// The cluster: brokers, the active controller, quorum lag, leaders per broker.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
     /// List, describe or delete consumer groups; reset or delete their offsets.
     Group(ringbroker_cli::GroupArgs),
     /// Produce lines from stdin as records.
     Produce(ringbroker_cli::ProduceArgs),
     /// Consume records to stdout, one value per line.
     Consume(ringbroker_cli::ConsumeArgs),
+}
+
+#[derive(Subcommand, Debug)]
+enum ClusterCommand {
+    /// Brokers with the partitions each leads and holds, the active
+    /// controller, and each metadata quorum voter's lag.
+    Status,
 }
 
 fn main() {
@@ -115,6 +125,7 @@ fn main() {
             }
         }
         Command::Topic(cmd) => ringbroker_cli::run_topic(&cli.bootstrap, cmd),
+        Command::Cluster(ClusterCommand::Status) => ringbroker_cli::run_cluster_status(&cli.bootstrap),
         Command::Group(args) => ringbroker_cli::run_group(&cli.bootstrap, args),
         Command::Produce(args) => ringbroker_cli::run_produce(&cli.bootstrap, args),
         Command::Consume(args) => ringbroker_cli::run_consume(&cli.bootstrap, args),

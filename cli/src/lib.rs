@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod consume;
 pub mod group;
 pub mod produce;
+pub mod status;
 pub mod topic;
 
 pub use client::KafkaConnection;
@@ -109,6 +110,11 @@ pub fn run_produce(bootstrap: &str, args: ProduceArgs) -> anyhow::Result<()> {
 /// Consume a topic to stdout.
 pub fn run_consume(bootstrap: &str, args: ConsumeArgs) -> anyhow::Result<()> {
     consume::run(bootstrap, args)
+}
+
+/// Show the brokers, the active controller and the metadata quorum.
+pub fn run_cluster_status(bootstrap: &str) -> anyhow::Result<()> {
+    status::run(bootstrap)
 }
 
 /// Administer consumer groups.

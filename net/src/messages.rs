@@ -63,6 +63,8 @@ pub enum Request {
     ChangeMetadata(MetadataChange),
     /// Install a new metadata image on this shard.
     InstallMetadata(Arc<MetadataImage>),
+    /// The metadata quorum as this broker sees it (controller shard).
+    DescribeQuorum,
 }
 
 pub enum Response {
@@ -82,6 +84,7 @@ pub enum Response {
     Groups(Result<Vec<GroupRow>, i16>),
     ProducerId(Result<i64, ResponseError>),
     MetadataChanged(Result<Arc<MetadataImage>, (ResponseError, String)>),
+    Quorum(crate::quorum_driver::QuorumView),
     /// The request was carried out (WaitForData, InstallMetadata).
     Done,
 }
@@ -102,6 +105,7 @@ impl Request {
             Request::AllocateProducerId => "AllocateProducerId",
             Request::ChangeMetadata(_) => "ChangeMetadata",
             Request::InstallMetadata(_) => "InstallMetadata",
+            Request::DescribeQuorum => "DescribeQuorum",
         }
     }
 }
@@ -122,6 +126,7 @@ impl Response {
             Response::Groups(_) => "ListGroups",
             Response::ProducerId(_) => "AllocateProducerId",
             Response::MetadataChanged(_) => "ChangeMetadata",
+            Response::Quorum(_) => "DescribeQuorum",
             Response::Done => return matches!(request, "WaitForData" | "InstallMetadata"),
         };
         expected == request
@@ -198,6 +203,9 @@ fn serve_admin(shard: Rc<Shard>, req: Request) -> Pin<Box<dyn Future<Output = Re
             Request::InstallMetadata(img) => {
                 shard.install_metadata(img).await;
                 Response::Done
+            }
+            Request::DescribeQuorum => {
+                Response::Quorum(shard.quorum.as_ref().expect("the controller shard runs the quorum").view())
             }
         }
     })

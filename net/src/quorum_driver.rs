@@ -91,6 +91,20 @@ pub fn open(data_dir: &Path, node: i32, voters: &[i32]) -> anyhow::Result<Quorum
     Ok(q)
 }
 
+/// The metadata quorum as one broker sees it (DescribeQuorum).
+#[derive(Debug, Clone)]
+pub struct QuorumView {
+    pub leader: Option<i32>,
+    pub term: u64,
+    /// Highest index known committed (Kafka's high watermark of the log).
+    pub commit_index: u64,
+    pub last_index: u64,
+    /// Each voter with how far its log matches the leader's; known on the
+    /// leader. Elsewhere: this broker's own log end, the leader's as the
+    /// commit index (a lower bound), `None` for the others.
+    pub voters: Vec<(i32, Option<u64>)>,
+}
+
 /// A proposal made in an earlier term: the controller changed while it was
 /// in flight, so it may or may not have been committed.
 #[derive(Debug)]
@@ -146,6 +160,37 @@ impl QuorumDriver {
         *self.links.borrow_mut() =
             Some(crate::cluster_link::QuorumLinks::start(cfg.broker.node_id, &cfg.voters, shard));
         Ok(())
+    }
+
+    pub fn view(&self) -> QuorumView {
+        let n = self.node.borrow();
+        let progress = n.voter_progress();
+        let me = node_id(n.id());
+        let leader = n.leader();
+        QuorumView {
+            leader: n.leader().map(node_id),
+            term: n.term(),
+            commit_index: n.commit_index(),
+            last_index: n.last_index(),
+            voters: n
+                .voters()
+                .iter()
+                .map(|&v| {
+                    let id = node_id(v);
+                    let matched = progress.iter().find(|(p, _)| *p == v).map(|(_, m)| *m);
+                    // Off the leader: our own log end, and for the leader
+                    // the commit index it has at least; others unknown.
+                    let known = if id == me {
+                        Some(n.last_index())
+                    } else if Some(v) == leader {
+                        Some(n.commit_index())
+                    } else {
+                        None
+                    };
+                    (id, matched.or(known))
+                })
+                .collect(),
+        }
     }
 
     pub fn is_voter(&self, node: i32) -> bool {

@@ -243,3 +243,29 @@ def test_partitions_spread_over_brokers_and_clients_follow_the_leaders(cluster):
     batch = kwire.record_batch([(None, b"x")])
     res = kwire.produce_v3(not_leader.host, not_leader.port, topic, 0, batch)
     assert res[0].error_code == 6, res  # NOT_LEADER_OR_FOLLOWER
+
+
+def test_cluster_status_and_kafkas_quorum_tool(cluster):
+    """`ringbroker cluster status` and Kafka's own kafka-metadata-quorum tool
+    (DescribeQuorum, API 55) describe the quorum: one leader, three voters
+    caught up."""
+    leader = leader_of(cluster)
+    cp = cluster[0].cli("cluster", "status")
+    text = cp.stdout.decode()
+    assert f"controller: node {leader.node_id}" in text, text
+    assert f"metadata quorum: leader node {leader.node_id}" in text, text
+    for b in cluster:
+        assert f"127.0.0.1:{b.port}" in text, text
+
+    import os
+    import subprocess
+    peer = Path(__file__).resolve().parents[2] / "bench" / "peers" / "kafka"
+    if not (peer / "lib" / ".version").exists():
+        pytest.skip("the Kafka tools are not set up (bench/peers/kafka/setup)")
+    cmd = ["bash", "-c", "source ./common.sh && run_tool 256m org.apache.kafka.tools.MetadataQuorumCommand "
+           f"--bootstrap-server {leader.bootstrap} describe --status"]
+    out = subprocess.run(cmd, cwd=peer, capture_output=True, timeout=120, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert re.search(rf"LeaderId:\s+{leader.node_id}\b", out.stdout), out.stdout
+    assert re.search(r"MaxFollowerLag:\s+0\b", out.stdout) or re.search(r"MaxFollowerLag:\s+\d\b", out.stdout), out.stdout
+    assert '"id": 0' in out.stdout and '"id": 2' in out.stdout, out.stdout

@@ -1,4 +1,4 @@
-//! DescribeCluster, OffsetForLeaderEpoch, DeleteRecords.
+//! DescribeCluster, DescribeQuorum, OffsetForLeaderEpoch, DeleteRecords.
 
 use std::rc::Rc;
 
@@ -12,7 +12,7 @@ use super::str_bytes;
 use crate::messages::{Request, Response};
 use crate::metadata::{check_client_write, ClientWrite};
 use crate::router::Transport;
-use crate::shard::Shard;
+use crate::shard::{Shard, CONTROLLER_SHARD};
 
 pub async fn describe_cluster(
     shard: &Rc<Shard>,
@@ -47,6 +47,75 @@ pub async fn describe_cluster(
                 })
                 .collect(),
         )
+}
+
+/// The metadata log's name in DescribeQuorum (Kafka's).
+pub const METADATA_LOG: &str = "__cluster_metadata";
+
+/// DescribeQuorum (API 55): the metadata quorum's leader, epoch (term),
+/// high watermark (commit index) and each voter's log end. Any broker
+/// answers: the active controller knows every voter's progress; another
+/// broker gives the leader, epoch and high watermark it knows, and -1 for
+/// the other voters' log ends (unknown), as Kafka does for a voter it has
+/// not heard from.
+pub async fn describe_quorum(shard: &Rc<Shard>, req: DescribeQuorumRequest, version: i16) -> DescribeQuorumResponse {
+    use kafka_protocol::messages::describe_quorum_response::{Listener, Node, PartitionData, ReplicaState, TopicData};
+    let view = match shard.router.request(shard, CONTROLLER_SHARD, Request::DescribeQuorum).await {
+        Some(Response::Quorum(v)) => v,
+        _ => {
+            return DescribeQuorumResponse::default().with_error_code(ResponseError::BrokerNotAvailable.code());
+        }
+    };
+    let mut topics = Vec::new();
+    for t in req.topics {
+        let mut td = TopicData::default().with_topic_name(t.topic_name.clone());
+        for p in t.partitions {
+            let mut pd = PartitionData::default().with_partition_index(p.partition_index);
+            if t.topic_name.0.as_str() != METADATA_LOG || p.partition_index != 0 {
+                pd = pd.with_error_code(ResponseError::UnknownTopicOrPartition.code()).with_leader_id(BrokerId(-1));
+                if version >= 2 {
+                    pd = pd.with_error_message(Some(str_bytes("the metadata log is __cluster_metadata-0")));
+                }
+            } else {
+                pd = pd
+                    .with_leader_id(BrokerId(view.leader.unwrap_or(-1)))
+                    .with_leader_epoch(view.term.min(i32::MAX as u64) as i32)
+                    .with_high_watermark(view.commit_index as i64)
+                    .with_current_voters(
+                        view.voters
+                            .iter()
+                            .map(|(id, end)| {
+                                ReplicaState::default()
+                                    .with_replica_id(BrokerId(*id))
+                                    .with_log_end_offset(end.map_or(-1, |e| e as i64))
+                                    .with_last_fetch_timestamp(-1)
+                                    .with_last_caught_up_timestamp(-1)
+                            })
+                            .collect(),
+                    );
+            }
+            td.partitions.push(pd);
+        }
+        topics.push(td);
+    }
+    let mut r = DescribeQuorumResponse::default().with_topics(topics);
+    if version >= 2 {
+        r = r.with_nodes(
+            shard
+                .config
+                .voters
+                .iter()
+                .filter_map(|v| {
+                    let (host, port) = v.addr.rsplit_once(':')?;
+                    Some(Node::default().with_node_id(BrokerId(v.node_id)).with_listeners(vec![Listener::default()
+                        .with_name(str_bytes("CLUSTER"))
+                        .with_host(str_bytes(host.trim_matches(|c| c == '[' || c == ']')))
+                        .with_port(port.parse().ok()?)]))
+                })
+                .collect(),
+        );
+    }
+    r
 }
 
 pub async fn offset_for_leader_epoch(
