@@ -53,11 +53,13 @@ impl Liveness {
     /// Live brokers in `img` silent for `timeout_ms` at their current
     /// epoch: (id, epoch) of each, to fence. A registration this controller
     /// has not seen before (a new epoch) starts a full session now: a broker
-    /// that just registered is not fenced for silence before it.
-    pub fn expired(&mut self, img: &MetadataImage, now_ms: u64, timeout_ms: u64) -> Vec<(i32, i64)> {
+    /// that just registered is not fenced for silence before it. The
+    /// controller's own broker (`me`) is never due: it is running this
+    /// check, so it is alive, however long its executor stalled.
+    pub fn expired(&mut self, img: &MetadataImage, me: i32, now_ms: u64, timeout_ms: u64) -> Vec<(i32, i64)> {
         let Some(since) = self.since_ms else { return Vec::new() };
         let mut due = Vec::new();
-        for b in img.live_brokers() {
+        for b in img.live_brokers().filter(|b| b.id != me) {
             let last = match self.heard.get(&b.id) {
                 Some(&(epoch, at)) if epoch == b.epoch => at.max(since),
                 // An earlier epoch's heartbeats say nothing about this one.
@@ -84,16 +86,16 @@ mod tests {
         let img = test_image(&[1, 2]);
         let (e1, e2) = (img.brokers[&1].epoch, img.brokers[&2].epoch);
         let mut l = Liveness::default();
-        assert!(l.expired(&img, 100_000, 9_000).is_empty(), "not the controller: fences nobody");
+        assert!(l.expired(&img, 99, 100_000, 9_000).is_empty(), "not the controller: fences nobody");
         l.became_leader(1_000);
         l.heartbeat(1, e1, 5_000);
         l.heartbeat(2, e2, 1_000);
-        assert!(l.expired(&img, 9_999, 9_000).is_empty());
-        assert_eq!(l.expired(&img, 10_000, 9_000), vec![(2, e2)]);
-        assert_eq!(l.expired(&img, 14_000, 9_000), vec![(1, e1), (2, e2)]);
+        assert!(l.expired(&img, 99, 9_999, 9_000).is_empty());
+        assert_eq!(l.expired(&img, 99, 10_000, 9_000), vec![(2, e2)]);
+        assert_eq!(l.expired(&img, 99, 14_000, 9_000), vec![(1, e1), (2, e2)]);
         // A heartbeat of an older epoch does not count.
         l.heartbeat(2, e2 - 1, 13_000);
-        assert!(l.expired(&img, 14_000, 9_000).contains(&(2, e2)));
+        assert!(l.expired(&img, 99, 14_000, 9_000).contains(&(2, e2)));
         // A broker registering again (a new epoch) gets a full session from
         // when the controller first sees the registration.
         let again = crate::apply_change(
@@ -109,10 +111,12 @@ mod tests {
             },
         )
         .unwrap();
-        assert_eq!(l.expired(&again, 14_000, 9_000), vec![(1, e1)]);
-        assert!(!l.expired(&again, 22_999, 9_000).contains(&(2, again.brokers[&2].epoch)));
-        assert!(l.expired(&again, 23_000, 9_000).contains(&(2, again.brokers[&2].epoch)));
+        assert_eq!(l.expired(&again, 99, 14_000, 9_000), vec![(1, e1)]);
+        assert!(!l.expired(&again, 99, 22_999, 9_000).contains(&(2, again.brokers[&2].epoch)));
+        assert!(l.expired(&again, 99, 23_000, 9_000).contains(&(2, again.brokers[&2].epoch)));
         l.became_leader(30_000);
-        assert!(l.expired(&img, 38_000, 9_000).is_empty());
+        assert!(l.expired(&img, 99, 38_000, 9_000).is_empty());
+        // Its own broker, never.
+        assert_eq!(l.expired(&img, 1, 60_000, 9_000), vec![(2, e2)]);
     }
 }

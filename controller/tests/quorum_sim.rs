@@ -295,7 +295,7 @@ impl Sim {
         }
         if caught_up {
             let img = self.nodes[i].as_ref().unwrap().image().clone();
-            let due = self.brokers[i].liveness.expired(&img, now_ms, SESSION_TIMEOUT_MS);
+            let due = self.brokers[i].liveness.expired(&img, id, now_ms, SESSION_TIMEOUT_MS);
             self.brokers[i].fencing.retain(|f| due.contains(f));
             for (bid, epoch) in due {
                 if self.brokers[i].fencing.contains(&(bid, epoch)) {

@@ -457,7 +457,8 @@ impl QuorumDriver {
         }
         let img = self.image();
         let timeout = shard.config.broker.broker_session_timeout_ms;
-        let due = self.liveness.borrow_mut().expired(&img, self.now_ms(), timeout);
+        let me = shard.config.broker.node_id;
+        let due = self.liveness.borrow_mut().expired(&img, me, self.now_ms(), timeout);
         self.fencing.borrow_mut().retain(|f| due.contains(f));
         for (id, epoch) in due {
             if self.fencing.borrow().contains(&(id, epoch)) {

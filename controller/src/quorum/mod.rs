@@ -146,7 +146,7 @@ impl<D: Disk> Quorum<D> {
     /// snapshot when the store is empty (only a one-voter quorum of this
     /// node may adopt it: peers would not share it).
     pub fn open(cfg: QuorumConfig, disk: D, migrate: Option<MetadataImage>) -> std::io::Result<Quorum<D>> {
-        assert!(cfg.voters.contains(&cfg.id) || !cfg.voters.is_empty(), "a quorum needs voters");
+        assert!(cfg.voters.contains(&cfg.id), "node {} is not one of the voters {:?}", cfg.id, cfg.voters);
         let mut store = RaftStore::open(disk, &cfg.voters)?;
         if let Some(img) = migrate {
             if !store.is_empty() {
