@@ -204,10 +204,14 @@ pub fn random_id() -> [u8; 16] {
     b
 }
 
+/// A random seed (for the quorum's seeded generator).
+pub fn random_seed() -> u64 {
+    u64::from_ne_bytes(random_id()[..8].try_into().expect("8 bytes"))
+}
+
 fn new_cluster_id() -> String {
-    // Kafka cluster ids are 22-char url-safe base64 of 16 bytes.
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    random_id().iter().chain(random_id()[..6].iter()).take(22).map(|b| ALPHABET[(*b & 63) as usize] as char).collect()
+    use ringbroker_controller::quorum::{cluster_id_from, SeededRng};
+    cluster_id_from(&mut SeededRng::new(random_seed()))
 }
 
 #[cfg(test)]

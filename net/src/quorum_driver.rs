@@ -70,7 +70,7 @@ pub fn open(data_dir: &Path, node: i32, voters: &[i32]) -> anyhow::Result<Quorum
     } else {
         None
     };
-    let seed = u64::from_ne_bytes(crate::metadata::random_id()[..8].try_into().expect("8 bytes"));
+    let seed = crate::metadata::random_seed();
     let cfg = QuorumConfig::broker(raft_id(node), voters.iter().map(|&v| raft_id(v)).collect(), seed);
     let mut q = Quorum::open(cfg, disk, migrate.clone())?;
     if migrate.is_some() {

@@ -35,6 +35,16 @@ fn raft_id(node: i32) -> u64 {
     node as u64 + 1
 }
 
+/// Finishes an envelope and puts the connection's length prefix before it.
+fn framed(mut b: FlatBufferBuilder<'_>, env: flatbuffers::WIPOffset<fb::Envelope<'_>>) -> Vec<u8> {
+    b.finish(env, None);
+    let data = b.finished_data();
+    let mut out = Vec::with_capacity(4 + data.len());
+    out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+    out.extend_from_slice(data);
+    out
+}
+
 /// One framed quorum message, ready to write.
 pub fn encode(from_node: i32, to_node: i32, msg: &Message) -> Vec<u8> {
     let raft = msg.write_to_bytes().expect("raft messages encode");
@@ -45,12 +55,7 @@ pub fn encode(from_node: i32, to_node: i32, msg: &Message) -> Vec<u8> {
         &mut b,
         &fb::EnvelopeArgs { sequence: 0, body_type: fb::Body::QuorumMessage, body: Some(q.as_union_value()) },
     );
-    b.finish(env, None);
-    let data = b.finished_data();
-    let mut out = Vec::with_capacity(4 + data.len());
-    out.extend_from_slice(&(data.len() as u32).to_be_bytes());
-    out.extend_from_slice(data);
-    out
+    framed(b, env)
 }
 
 /// A broker's heartbeat to the active controller, framed.
@@ -61,12 +66,7 @@ pub fn encode_heartbeat(from_broker: i32, broker_epoch: i64, sent_at_ms: i64) ->
         &mut b,
         &fb::EnvelopeArgs { sequence: 0, body_type: fb::Body::Heartbeat, body: Some(h.as_union_value()) },
     );
-    b.finish(env, None);
-    let data = b.finished_data();
-    let mut out = Vec::with_capacity(4 + data.len());
-    out.extend_from_slice(&(data.len() as u32).to_be_bytes());
-    out.extend_from_slice(data);
-    out
+    framed(b, env)
 }
 
 /// What a controller-bound frame carries.
