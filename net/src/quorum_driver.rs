@@ -99,10 +99,32 @@ pub struct QuorumView {
     /// Highest index known committed (Kafka's high watermark of the log).
     pub commit_index: u64,
     pub last_index: u64,
-    /// Each voter with how far its log matches the leader's; known on the
-    /// leader. Elsewhere: this broker's own log end, the leader's as the
-    /// commit index (a lower bound), `None` for the others.
-    pub voters: Vec<(i32, Option<u64>)>,
+    pub voters: Vec<VoterView>,
+}
+
+/// One voter as DescribeQuorum reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VoterView {
+    pub id: i32,
+    /// How far its log matches the leader's; known on the leader. Elsewhere:
+    /// this broker's own log end, the leader's as the commit index (a lower
+    /// bound), `None` for the others.
+    pub log_end: Option<u64>,
+    /// Wall-clock ms of the last message the active controller had from it
+    /// (its own: now), known on the leader only (Kafka's lastFetchTimestamp).
+    pub last_contact_ms: Option<i64>,
+    /// Wall-clock ms when it was last seen with the leader's whole log
+    /// (Kafka's lastCaughtUpTimestamp).
+    pub last_caught_up_ms: Option<i64>,
+}
+
+/// What the active controller last heard from each voter, for DescribeQuorum;
+/// reset at each new term so a previous leadership's times never show.
+#[derive(Default)]
+struct VoterContact {
+    term: u64,
+    /// raft id -> (last contact, last caught up), wall-clock ms.
+    seen: HashMap<u64, (i64, Option<i64>)>,
 }
 
 /// A proposal made in an earlier term: the controller changed while it was
@@ -130,6 +152,7 @@ pub struct QuorumDriver {
     was_leader: Cell<bool>,
     fencing: RefCell<Vec<(i32, i64)>>,
     started: std::time::Instant,
+    contact: RefCell<VoterContact>,
 }
 
 impl QuorumDriver {
@@ -146,6 +169,7 @@ impl QuorumDriver {
             was_leader: Cell::new(false),
             fencing: Default::default(),
             started: std::time::Instant::now(),
+            contact: Default::default(),
         })
     }
 
@@ -167,6 +191,10 @@ impl QuorumDriver {
         let progress = n.voter_progress();
         let me = node_id(n.id());
         let leader = n.leader();
+        let leading = n.is_leader();
+        let now = wall_clock_ms();
+        let contact = self.contact.borrow();
+        let contact = (contact.term == n.term()).then_some(&contact.seen);
         QuorumView {
             leader: n.leader().map(node_id),
             term: n.term(),
@@ -187,7 +215,14 @@ impl QuorumDriver {
                     } else {
                         None
                     };
-                    (id, matched.or(known))
+                    let (last_contact_ms, last_caught_up_ms) = if leading && id == me {
+                        (Some(now), Some(now))
+                    } else if leading {
+                        contact.and_then(|c| c.get(&v)).map_or((None, None), |&(f, c)| (Some(f), c))
+                    } else {
+                        (None, None)
+                    };
+                    VoterView { id, log_end: matched.or(known), last_contact_ms, last_caught_up_ms }
                 })
                 .collect(),
         }
@@ -199,7 +234,14 @@ impl QuorumDriver {
 
     /// A message from a peer voter.
     pub async fn receive(&self, msg: ringbroker_controller::quorum::RaftMessage, shard: &Rc<Shard>) {
-        self.node.borrow_mut().step(msg);
+        let from = msg.from;
+        {
+            let mut n = self.node.borrow_mut();
+            n.step(msg);
+            if n.is_leader() {
+                self.note_contact(&n, from);
+            }
+        }
         self.pump(shard).await;
     }
 
@@ -355,6 +397,22 @@ impl QuorumDriver {
                 self.heartbeat_or_register(&shard);
             }
             self.fence_the_silent(&shard);
+        }
+    }
+
+    /// As the leader: `from` was just heard from; caught up when its log
+    /// matches ours to the end.
+    fn note_contact(&self, n: &Quorum<FsDisk>, from: u64) {
+        let mut c = self.contact.borrow_mut();
+        if c.term != n.term() {
+            *c = VoterContact { term: n.term(), seen: HashMap::new() };
+        }
+        let now = wall_clock_ms();
+        let caught_up = n.voter_progress().iter().any(|&(id, m)| id == from && m >= n.last_index());
+        let entry = c.seen.entry(from).or_insert((now, None));
+        entry.0 = now;
+        if caught_up {
+            entry.1 = Some(now);
         }
     }
 
@@ -534,4 +592,9 @@ mod tests {
         drop(q);
         assert_eq!(open(d.path(), 5, &[5]).unwrap().image().cluster_id, id);
     }
+}
+
+/// Milliseconds since the Unix epoch (what DescribeQuorum's timestamps are).
+fn wall_clock_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }

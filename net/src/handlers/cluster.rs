@@ -52,6 +52,10 @@ pub async fn describe_cluster(
 /// The metadata log's name in DescribeQuorum (Kafka's).
 pub const METADATA_LOG: &str = "__cluster_metadata";
 
+/// The listener name DescribeQuorum v2 gives the voters' endpoints: the
+/// cluster listener is where the quorum talks, Kafka's CONTROLLER listener.
+pub const CONTROLLER_LISTENER: &str = "CONTROLLER";
+
 /// DescribeQuorum (API 55): the metadata quorum's leader, epoch (term),
 /// high watermark (commit index) and each voter's log end. Any broker
 /// answers: the active controller knows every voter's progress; another
@@ -72,7 +76,8 @@ pub async fn describe_quorum(shard: &Rc<Shard>, req: DescribeQuorumRequest, vers
         for p in t.partitions {
             let mut pd = PartitionData::default().with_partition_index(p.partition_index);
             if t.topic_name.0.as_str() != METADATA_LOG || p.partition_index != 0 {
-                pd = pd.with_error_code(ResponseError::UnknownTopicOrPartition.code()).with_leader_id(BrokerId(-1));
+                // The other fields keep their schema defaults, as Kafka's.
+                pd = pd.with_error_code(ResponseError::UnknownTopicOrPartition.code());
                 if version >= 2 {
                     pd = pd.with_error_message(Some(str_bytes("the metadata log is __cluster_metadata-0")));
                 }
@@ -84,12 +89,12 @@ pub async fn describe_quorum(shard: &Rc<Shard>, req: DescribeQuorumRequest, vers
                     .with_current_voters(
                         view.voters
                             .iter()
-                            .map(|(id, end)| {
+                            .map(|v| {
                                 ReplicaState::default()
-                                    .with_replica_id(BrokerId(*id))
-                                    .with_log_end_offset(end.map_or(-1, |e| e as i64))
-                                    .with_last_fetch_timestamp(-1)
-                                    .with_last_caught_up_timestamp(-1)
+                                    .with_replica_id(BrokerId(v.id))
+                                    .with_log_end_offset(v.log_end.map_or(-1, |e| e as i64))
+                                    .with_last_fetch_timestamp(v.last_contact_ms.unwrap_or(-1))
+                                    .with_last_caught_up_timestamp(v.last_caught_up_ms.unwrap_or(-1))
                             })
                             .collect(),
                     );
@@ -98,19 +103,27 @@ pub async fn describe_quorum(shard: &Rc<Shard>, req: DescribeQuorumRequest, vers
         }
         topics.push(td);
     }
+    // Kafka lists the voters' endpoints only along with the metadata log.
+    let answered = topics.iter().flat_map(|t| &t.partitions).any(|p| p.error_code == 0);
     let mut r = DescribeQuorumResponse::default().with_topics(topics);
-    if version >= 2 {
+    if version >= 2 && answered {
         r = r.with_nodes(
             shard
                 .config
                 .voters
                 .iter()
-                .filter_map(|v| {
-                    let (host, port) = v.addr.rsplit_once(':')?;
-                    Some(Node::default().with_node_id(BrokerId(v.node_id)).with_listeners(vec![Listener::default()
-                        .with_name(str_bytes("CLUSTER"))
-                        .with_host(str_bytes(host.trim_matches(|c| c == '[' || c == ']')))
-                        .with_port(port.parse().ok()?)]))
+                .map(|v| {
+                    // A single node has no cluster listener: it is listed
+                    // with none.
+                    let listener = v.addr.rsplit_once(':').and_then(|(host, port)| {
+                        Some(
+                            Listener::default()
+                                .with_name(str_bytes(CONTROLLER_LISTENER))
+                                .with_host(str_bytes(host.trim_matches(|c| c == '[' || c == ']')))
+                                .with_port(port.parse().ok()?),
+                        )
+                    });
+                    Node::default().with_node_id(BrokerId(v.node_id)).with_listeners(listener.into_iter().collect())
                 })
                 .collect(),
         );
