@@ -8,10 +8,15 @@ export DEBIAN_FRONTEND=noninteractive
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
-echo "[ci] system packages (kcat)"
-if ! command -v kcat >/dev/null 2>&1; then
+echo "[ci] system packages (kcat; iproute2 and iptables for the network-namespace cluster tests)"
+missing=""
+command -v kcat >/dev/null 2>&1 || missing="$missing kcat"
+command -v ip >/dev/null 2>&1 || missing="$missing iproute2"
+command -v iptables >/dev/null 2>&1 || missing="$missing iptables"
+if [ -n "$missing" ]; then
   $SUDO apt-get update -qq
-  $SUDO apt-get install -y -qq --no-install-recommends kcat </dev/null
+  # shellcheck disable=SC2086
+  $SUDO apt-get install -y -qq --no-install-recommends $missing </dev/null
 fi
 kcat -V 2>&1 | head -n 4 || true
 
