@@ -259,3 +259,27 @@ def test_partition_isolating_the_controller(netns_cluster):
     a = admin_client(old.bootstrap)
     a.create_topics([NewTopic(after, 1, 1)], request_timeout=30)[after].result(30)
     wait_topic_everywhere(nodes, after)
+
+
+# The single-broker client suites, bootstrapped from one broker of the
+# namespaced cluster: their topics' partitions and the groups' offsets
+# partitions are spread over the three hosts, so each client has to follow
+# Metadata to every broker and FindCoordinator to another one.
+from test_groups_kafka_python import test_kafka_python_group_consume_commit_admin as kafka_python_groups  # noqa: E402
+from test_groups_kafkajs import test_kafkajs_consumer_group as kafkajs_groups  # noqa: E402
+from test_kafkajs import test_kafkajs_end_to_end as kafkajs_end_to_end  # noqa: E402
+from test_kcat import test_produce_consume_100k_all_partitions as kcat_all_partitions  # noqa: E402
+
+
+def test_kafka_python_groups_across_namespaces(netns_cluster):
+    kafka_python_groups(netns_cluster[1][1])
+
+
+def test_kafkajs_across_namespaces(netns_cluster):
+    _, nodes = netns_cluster
+    kafkajs_end_to_end(nodes[2])
+    kafkajs_groups(nodes[0])
+
+
+def test_kcat_across_namespaces(netns_cluster):
+    kcat_all_partitions(netns_cluster[1][0])
