@@ -18,7 +18,7 @@ use kafka_protocol::messages::describe_topic_partitions_response::{
 use kafka_protocol::messages::*;
 use kafka_protocol::ResponseError;
 
-use super::metadata::{OPERATIONS_NOT_REQUESTED, TOPIC_OPERATIONS};
+use super::metadata::{partition_view, OPERATIONS_NOT_REQUESTED, TOPIC_OPERATIONS};
 use super::str_bytes;
 use crate::messages::{ProducerRow, Request, Response};
 use crate::metadata::TopicMeta;
@@ -34,7 +34,6 @@ pub async fn describe_topic_partitions(
     _version: i16,
 ) -> DescribeTopicPartitionsResponse {
     let img = shard.image();
-    let node = BrokerId(shard.config.broker.node_id);
     // Named topics in name order (unknown ones answered with an error), or
     // every topic; the cursor says where the previous page stopped.
     let mut names: Vec<String> = if req.topics.is_empty() {
@@ -68,12 +67,15 @@ pub async fn describe_topic_partitions(
         let last = (first + budget).min(t.partitions);
         let partitions = (first..last)
             .map(|p| {
+                let v = partition_view(&img, t, p);
                 DescribeTopicPartitionsResponsePartition::default()
                     .with_partition_index(p)
-                    .with_leader_id(node)
-                    .with_leader_epoch(0)
-                    .with_replica_nodes(vec![node])
-                    .with_isr_nodes(vec![node])
+                    .with_error_code(v.error_code)
+                    .with_leader_id(BrokerId(v.leader))
+                    .with_leader_epoch(v.leader_epoch)
+                    .with_replica_nodes(v.replicas)
+                    .with_isr_nodes(v.isr)
+                    .with_offline_replicas(v.offline)
                     .with_eligible_leader_replicas(Some(vec![]))
                     .with_last_known_elr(Some(vec![]))
             })
@@ -189,6 +191,10 @@ pub async fn describe_producers(
             let mut pr = PartitionResponse::default().with_partition_index(p);
             match meta {
                 None => pr = pr.with_error_code(ResponseError::UnknownTopicOrPartition.code()),
+                // Kafka answers for the partitions this broker leads.
+                Some(m) if !shard.leads(&img, m, p) => {
+                    pr = pr.with_error_code(ResponseError::NotLeaderOrFollower.code())
+                }
                 Some(m) => {
                     let owner = shard.owner(&m.id, p);
                     let topic = name.clone();

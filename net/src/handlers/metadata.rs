@@ -169,39 +169,65 @@ fn response(shard: &Shard, img: &MetadataImage, version: i16, cluster_ops: bool)
     r
 }
 
-fn topic_entry(img: &MetadataImage, t: &TopicMeta, version: i16, ops: bool) -> MetadataResponseTopic {
+/// A partition as clients see it in Metadata and DescribeTopicPartitions.
+pub struct PartitionView {
+    /// 0, or LEADER_NOT_AVAILABLE when no live broker leads it.
+    pub error_code: i16,
+    /// -1 when offline.
+    pub leader: i32,
+    pub leader_epoch: i32,
+    pub replicas: Vec<BrokerId>,
+    pub isr: Vec<BrokerId>,
+    /// Replicas on fenced or unregistered brokers.
+    pub offline: Vec<BrokerId>,
+}
+
+pub fn partition_view(img: &MetadataImage, t: &TopicMeta, partition: i32) -> PartitionView {
     let live = |b: &i32| img.brokers.get(b).is_some_and(|m| !m.fenced);
+    match t.partition(partition) {
+        Some(pm) => {
+            // A leader on a fenced broker is no leader: the partition is
+            // offline until it returns.
+            let online = live(&pm.leader);
+            PartitionView {
+                error_code: if online { 0 } else { ResponseError::LeaderNotAvailable.code() },
+                leader: if online { pm.leader } else { -1 },
+                leader_epoch: pm.leader_epoch,
+                replicas: pm.replicas.iter().map(|b| BrokerId(*b)).collect(),
+                isr: pm.isr.iter().map(|b| BrokerId(*b)).collect(),
+                offline: pm.replicas.iter().filter(|b| !live(b)).map(|b| BrokerId(*b)).collect(),
+            }
+        }
+        None => PartitionView {
+            error_code: ResponseError::LeaderNotAvailable.code(),
+            leader: -1,
+            leader_epoch: -1,
+            replicas: Vec::new(),
+            isr: Vec::new(),
+            offline: Vec::new(),
+        },
+    }
+}
+
+fn topic_entry(img: &MetadataImage, t: &TopicMeta, version: i16, ops: bool) -> MetadataResponseTopic {
     let mut e = MetadataResponseTopic::default()
         .with_error_code(0)
         .with_name(Some(TopicName(str_bytes(&t.name))))
         .with_partitions(
             (0..t.partitions)
                 .map(|p| {
-                    let mut mp = MetadataResponsePartition::default().with_partition_index(p);
-                    match t.partition(p) {
-                        Some(pm) => {
-                            // A leader on a fenced broker is no leader:
-                            // the partition is offline until it returns.
-                            let online = live(&pm.leader);
-                            mp = mp
-                                .with_error_code(if online { 0 } else { ResponseError::LeaderNotAvailable.code() })
-                                .with_leader_id(BrokerId(if online { pm.leader } else { -1 }))
-                                .with_replica_nodes(pm.replicas.iter().map(|b| BrokerId(*b)).collect())
-                                .with_isr_nodes(pm.isr.iter().map(|b| BrokerId(*b)).collect());
-                            if version >= 5 {
-                                mp = mp.with_offline_replicas(
-                                    pm.replicas.iter().filter(|b| !live(b)).map(|b| BrokerId(*b)).collect(),
-                                );
-                            }
-                            if version >= 7 {
-                                mp = mp.with_leader_epoch(pm.leader_epoch);
-                            }
-                        }
-                        None => {
-                            mp = mp
-                                .with_error_code(ResponseError::LeaderNotAvailable.code())
-                                .with_leader_id(BrokerId(-1));
-                        }
+                    let v = partition_view(img, t, p);
+                    let mut mp = MetadataResponsePartition::default()
+                        .with_partition_index(p)
+                        .with_error_code(v.error_code)
+                        .with_leader_id(BrokerId(v.leader))
+                        .with_replica_nodes(v.replicas)
+                        .with_isr_nodes(v.isr);
+                    if version >= 5 {
+                        mp = mp.with_offline_replicas(v.offline);
+                    }
+                    if version >= 7 {
+                        mp = mp.with_leader_epoch(v.leader_epoch);
                     }
                     mp
                 })

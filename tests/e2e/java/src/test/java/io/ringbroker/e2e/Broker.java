@@ -39,6 +39,12 @@ public final class Broker implements AutoCloseable {
     private final int adminPort;
     private Process process;
     private int starts;
+    /** Cluster membership: node id, cluster listener port, the voters (empty for a single node). */
+    private int nodeId;
+    private int clusterPort;
+    private String voters = "";
+    /** Set by {@link #kill()}: the process's end was the test's doing, not a crash. */
+    private boolean killedByTest;
 
     private Broker(Path config) throws IOException {
         Path repo = repoRoot();
@@ -76,6 +82,46 @@ public final class Broker implements AutoCloseable {
         Path cfg = base.resolve("broker.toml");
         Files.writeString(cfg, TomlOverlay.apply(Files.readString(defaultConfig()), overrides));
         return start(cfg);
+    }
+
+    /**
+     * Starts {@code n} brokers on the default profile as one cluster: nodes 0..n-1, every one a
+     * voter of the metadata quorum, all on 127.0.0.1. Returns once each answers (a voter is ready
+     * once a majority runs, so all are launched before any is awaited).
+     */
+    public static List<Broker> startCluster(int n) throws IOException {
+        List<Broker> nodes = new ArrayList<>();
+        int[] clusterPorts = freePorts(n);
+        StringBuilder voters = new StringBuilder();
+        for (int i = 0; i < n; i++) {
+            voters.append(i == 0 ? "" : ",").append(i).append("@127.0.0.1:").append(clusterPorts[i]);
+        }
+        for (int i = 0; i < n; i++) {
+            Broker b = new Broker(defaultConfig());
+            b.nodeId = i;
+            b.clusterPort = clusterPorts[i];
+            b.voters = voters.toString();
+            nodes.add(b);
+        }
+        try {
+            for (Broker b : nodes) {
+                b.spawn();
+            }
+            for (Broker b : nodes) {
+                b.waitReady();
+            }
+        } catch (IOException | RuntimeException e) {
+            for (Broker b : nodes) {
+                b.kill();
+            }
+            throw e;
+        }
+        return nodes;
+    }
+
+    /** This broker's node id (0 for a single node). */
+    public int nodeId() {
+        return nodeId;
     }
 
     public static Path repoRoot() {
@@ -127,10 +173,24 @@ public final class Broker implements AutoCloseable {
         cmd.add(dataDir.toString());
         cmd.add("--admin-listen");
         cmd.add("127.0.0.1:" + adminPort);
+        if (!voters.isEmpty()) {
+            cmd.add("--node-id");
+            cmd.add(Integer.toString(nodeId));
+            cmd.add("--cluster-listen");
+            cmd.add("127.0.0.1:" + clusterPort);
+            cmd.add("--controller-quorum-voters");
+            cmd.add(voters);
+        }
         return cmd;
     }
 
     private void launch() throws IOException {
+        spawn();
+        waitReady();
+    }
+
+    private void spawn() throws IOException {
+        killedByTest = false;
         if (!Files.isExecutable(binary)) {
             throw new IllegalStateException("ringbroker binary not found at " + binary
                     + " (cargo build --release --bins, or set RINGBROKER_BIN)");
@@ -147,7 +207,6 @@ public final class Broker implements AutoCloseable {
         pb.environment().putIfAbsent("RUST_LOG", "info");
         pb.environment().putIfAbsent("RUST_BACKTRACE", "1");
         process = pb.start();
-        waitReady();
     }
 
     private void waitReady() throws IOException {
@@ -268,6 +327,7 @@ public final class Broker implements AutoCloseable {
     /** Crash: SIGKILL and reap. */
     public void kill() {
         if (process != null && process.isAlive()) {
+            killedByTest = true;
             process.destroyForcibly();
             try {
                 process.waitFor(STOP_TIMEOUT.toSeconds(), TimeUnit.SECONDS);
@@ -304,7 +364,7 @@ public final class Broker implements AutoCloseable {
      */
     @Override
     public void close() {
-        boolean died = process != null && !process.isAlive() && process.exitValue() != 0;
+        boolean died = process != null && !process.isAlive() && process.exitValue() != 0 && !killedByTest;
         kill();
         if (System.getenv("RINGBROKER_KEEP_DATA") == null && (process == null || !process.isAlive())) {
             deleteRecursively(dataDir);
