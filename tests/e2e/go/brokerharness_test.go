@@ -88,6 +88,11 @@ type Broker struct {
 	Port      int
 	AdminPort int
 	Starts    int
+	// Cluster membership (StartCluster): node id, cluster listener port and
+	// the quorum's voters; Voters is empty for a single node.
+	NodeID      int
+	ClusterPort int
+	Voters      string
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -99,6 +104,37 @@ type Broker struct {
 // StartBroker starts a fresh broker for this test (own dir, own ports) and
 // registers its cleanup.
 func StartBroker(t testing.TB) *Broker {
+	t.Helper()
+	b := newBroker(t)
+	b.Start()
+	return b
+}
+
+// StartCluster starts n brokers on 127.0.0.1 as one cluster: nodes 0..n-1,
+// every one a voter of the metadata quorum. All are launched before any is
+// awaited: a voter answers once a majority runs.
+func StartCluster(t testing.TB, n int) []*Broker {
+	t.Helper()
+	nodes := make([]*Broker, n)
+	voters := make([]string, n)
+	for i := range nodes {
+		nodes[i] = newBroker(t)
+		nodes[i].NodeID = i
+		nodes[i].ClusterPort = freePort(t)
+		voters[i] = fmt.Sprintf("%d@127.0.0.1:%d", i, nodes[i].ClusterPort)
+	}
+	for _, b := range nodes {
+		b.Voters = strings.Join(voters, ",")
+		b.spawn()
+	}
+	for _, b := range nodes {
+		b.waitReady(readyTimeout)
+	}
+	return nodes
+}
+
+// newBroker prepares a broker (own dir, own ports) and registers its cleanup.
+func newBroker(t testing.TB) *Broker {
 	t.Helper()
 	base := t.TempDir()
 	b := &Broker{
@@ -126,7 +162,6 @@ func StartBroker(t testing.TB) *Broker {
 			t.Logf("%s", b.LogTail(logTailBytes))
 		}
 	})
-	b.Start()
 	return b
 }
 
@@ -134,18 +169,32 @@ func StartBroker(t testing.TB) *Broker {
 func (b *Broker) Addr() string { return net.JoinHostPort(b.Host, strconv.Itoa(b.Port)) }
 
 func (b *Broker) command() []string {
-	return []string{
+	args := []string{
 		"serve",
 		"--config", b.Config,
 		"--listen", b.Addr(),
 		"--data-dir", b.DataDir,
 		"--admin-listen", net.JoinHostPort(b.Host, strconv.Itoa(b.AdminPort)),
 	}
+	if b.Voters != "" {
+		args = append(args,
+			"--node-id", strconv.Itoa(b.NodeID),
+			"--cluster-listen", net.JoinHostPort(b.Host, strconv.Itoa(b.ClusterPort)),
+			"--controller-quorum-voters", b.Voters)
+	}
+	return args
 }
 
 // Start launches the process (on the same data dir and ports as before) and
 // waits until ApiVersions answers.
 func (b *Broker) Start() {
+	b.t.Helper()
+	b.spawn()
+	b.waitReady(readyTimeout)
+}
+
+// spawn launches the process without waiting for it.
+func (b *Broker) spawn() {
 	b.t.Helper()
 	if b.Running() {
 		b.t.Fatalf("broker already running")
@@ -196,7 +245,6 @@ func (b *Broker) Start() {
 		b.mu.Unlock()
 		close(done)
 	}()
-	b.waitReady(readyTimeout)
 }
 
 func (b *Broker) waitReady(timeout time.Duration) {
