@@ -12,7 +12,7 @@ import socket
 import struct
 import time
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 API_PRODUCE = 0
 API_FETCH = 1
@@ -163,6 +163,28 @@ class Reader:
 
     def remaining(self) -> int:
         return len(self.d) - self.p
+
+    def uvarint(self) -> int:
+        v, shift = 0, 0
+        while True:
+            b = self._take(1)[0]
+            v |= (b & 0x7F) << shift
+            if b < 0x80:
+                return v
+            shift += 7
+            if shift > 35:
+                raise WireError("uvarint too long")
+
+    def compact_string(self) -> Optional[str]:
+        n = self.uvarint()
+        return None if n == 0 else self._take(n - 1).decode()
+
+    def tagged_fields(self) -> Dict[int, bytes]:
+        out = {}
+        for _ in range(self.uvarint()):
+            tag = self.uvarint()
+            out[tag] = self._take(self.uvarint())
+        return out
 
 
 # ------------------------------------------------------------------ framing
@@ -382,6 +404,60 @@ def produce_v3(host: str, port: int, topic: str, partition: int, records: bytes,
         cid = 77
         r = roundtrip(s, produce_v3_request(cid, topic, partition, records, acks=acks), cid)
         return parse_produce_v3_response(r)
+
+
+@dataclass
+class ProduceV10Result:
+    """One partition of a Produce v10 answer, with KIP-951's current leader
+    (None when absent) and the response's node endpoints {id: (host, port)}."""
+    error_code: int
+    base_offset: int
+    current_leader: Optional[Tuple[int, int]]
+    node_endpoints: Dict[int, Tuple[str, int]]
+
+
+def produce_v10(host: str, port: int, topic: str, partition: int, records: bytes,
+                acks: int = -1, timeout: float = 15.0) -> ProduceV10Result:
+    """Produce v10 (flexible, KIP-951 fields) of one partition."""
+    body = (
+        uvarint(0)  # transactional_id: null
+        + i16(acks) + i32(10000)
+        + uvarint(2) + compact_string(topic)
+        + uvarint(2) + i32(partition) + uvarint(len(records) + 1) + records + uvarint(0)
+        + uvarint(0)  # topic tagged fields
+        + uvarint(0)  # request tagged fields
+    )
+    with connect(host, port, timeout) as s:
+        cid = 78
+        r = roundtrip(s, request_header_v2(API_PRODUCE, 10, cid) + body, cid)
+        r.tagged_fields()  # response header v1
+        result = None
+        for _ in range(r.uvarint() - 1):
+            r.compact_string()
+            for _ in range(r.uvarint() - 1):
+                r.i32()
+                err, base = r.i16(), r.i64()
+                r.i64(), r.i64()  # log_append_time, log_start_offset
+                for _ in range(r.uvarint() - 1):  # record_errors
+                    r.i32(), r.compact_string(), r.tagged_fields()
+                r.compact_string()  # error_message
+                tags = r.tagged_fields()
+                leader = None
+                if 0 in tags:
+                    t = Reader(tags[0])
+                    leader = (t.i32(), t.i32())
+                result = ProduceV10Result(err, base, leader, {})
+            r.tagged_fields()  # the topic's
+        r.i32()  # throttle_time_ms
+        tags = r.tagged_fields()
+        if 0 in tags:
+            t = Reader(tags[0])
+            for _ in range(t.uvarint() - 1):
+                nid, h, prt = t.i32(), t.compact_string(), t.i32()
+                t.compact_string(), t.tagged_fields()  # rack
+                result.node_endpoints[nid] = (h, prt)
+        assert result is not None, "no partition in the answer"
+        return result
 
 
 API_INIT_PRODUCER_ID = 22

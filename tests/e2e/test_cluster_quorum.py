@@ -243,6 +243,17 @@ def test_partitions_spread_over_brokers_and_clients_follow_the_leaders(cluster):
     batch = kwire.record_batch([(None, b"x")])
     res = kwire.produce_v3(not_leader.host, not_leader.port, topic, 0, batch)
     assert res[0].error_code == 6, res  # NOT_LEADER_OR_FOLLOWER
+    # v10+ (KIP-951): the refusal names the current leader, its epoch and
+    # its endpoint, so the client can go there without a metadata refresh.
+    r10 = kwire.produce_v10(not_leader.host, not_leader.port, topic, 0, batch)
+    assert r10.error_code == 6, r10
+    assert r10.current_leader is not None and r10.current_leader[0] == leaders[0], r10
+    assert r10.current_leader[1] >= 0, r10
+    leader_node = next(b for b in cluster if b.node_id == leaders[0])
+    assert r10.node_endpoints == {leaders[0]: (leader_node.host, leader_node.port)}, r10
+    # And the leader takes it.
+    ok = kwire.produce_v10(leader_node.host, leader_node.port, topic, 0, batch)
+    assert ok.error_code == 0 and ok.current_leader is None and not ok.node_endpoints, ok
 
 
 def test_cluster_status_and_kafkas_quorum_tool(cluster):

@@ -172,6 +172,7 @@ pub async fn handle(shard: &Rc<Shard>, req: FetchRequest, version: i16, correlat
     // progress; later partitions get only what fits.
     let mut budget = max_bytes;
     let mut first = true;
+    let mut leaders = Vec::new();
     let mut topics = Vec::new();
     for (name, topic_id, parts) in order {
         let mut tr = FetchedTopic { name: name.clone(), topic_id, partitions: Vec::new() };
@@ -183,6 +184,7 @@ pub async fn handle(shard: &Rc<Shard>, req: FetchRequest, version: i16, correlat
                 last_stable_offset: -1,
                 log_start_offset: -1,
                 records: Vec::new(),
+                current_leader: None,
             };
             if not_led.iter().any(|(t, q)| *t == name && *q == p) {
                 fp.error_code = ResponseError::NotLeaderOrFollower.code();
@@ -210,11 +212,19 @@ pub async fn handle(shard: &Rc<Shard>, req: FetchRequest, version: i16, correlat
                     fp.log_start_offset = r.log_start_offset;
                 }
             }
+            // KIP-951 (v12+): where the partition's leader is now.
+            let moved = [ResponseError::NotLeaderOrFollower.code(), ResponseError::FencedLeaderEpoch.code()];
+            if version >= 12 && moved.contains(&fp.error_code) {
+                if let Some(m) = img.topic(&name) {
+                    fp.current_leader = Some(super::metadata::current_leader(&img, m, p, &mut leaders));
+                }
+            }
             tr.partitions.push(fp);
         }
         topics.push(tr);
     }
-    super::Frame(fetch_encode::encode(version, correlation_id, &topics, read_committed))
+    let nodes = if version >= 16 { super::metadata::endpoints_of(shard, &img, &leaders) } else { Vec::new() };
+    super::Frame(fetch_encode::encode(version, correlation_id, &topics, &nodes, read_committed))
 }
 
 /// The longest prefix of `chunks` (each a run of whole record batches) that

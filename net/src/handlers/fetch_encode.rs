@@ -19,6 +19,9 @@ pub struct FetchedPartition {
     pub log_start_offset: i64,
     /// Whole record batches, in order (possibly several buffers).
     pub records: Vec<Bytes>,
+    /// KIP-951 (v12+, tagged): the partition's leader and epoch, sent with
+    /// NOT_LEADER_OR_FOLLOWER and FENCED_LEADER_EPOCH.
+    pub current_leader: Option<(i32, i32)>,
 }
 
 impl FetchedPartition {
@@ -117,7 +120,15 @@ impl Writer {
 /// (nullable) aborted-transactions list to read_committed consumers (empty
 /// here: no transaction exists) and with every partition error, and null
 /// for the data of read_uncommitted fetches.
-pub fn encode(version: i16, correlation_id: i32, topics: &[FetchedTopic], read_committed: bool) -> Vec<Bytes> {
+/// `nodes`: endpoints (id, host, port) of the leaders named in
+/// `current_leader` fields, sent in v16+ (KIP-951).
+pub fn encode(
+    version: i16,
+    correlation_id: i32,
+    topics: &[FetchedTopic],
+    nodes: &[(i32, String, i32)],
+    read_committed: bool,
+) -> Vec<Bytes> {
     let flexible = version >= 12;
     let mut w = Writer { parts: Vec::new(), cur: BytesMut::with_capacity(512), flexible };
     w.i32(0); // frame length, patched below
@@ -153,11 +164,40 @@ pub fn encode(version: i16, correlation_id: i32, topics: &[FetchedTopic], read_c
                 w.i32(-1); // preferred_read_replica
             }
             w.records(&p.records);
-            w.no_tagged_fields();
+            match p.current_leader {
+                // Tag 1 (CurrentLeader): leader id, epoch, its own empty
+                // tagged fields: 9 bytes.
+                Some((leader, epoch)) if w.flexible => {
+                    w.uvarint(1);
+                    w.uvarint(1);
+                    w.uvarint(9);
+                    w.i32(leader);
+                    w.i32(epoch);
+                    w.uvarint(0);
+                }
+                _ => w.no_tagged_fields(),
+            }
         }
         w.no_tagged_fields();
     }
-    w.no_tagged_fields();
+    if version >= 16 && !nodes.is_empty() {
+        // Tag 0 (NodeEndpoints): encoded aside to learn its size first.
+        let mut e = Writer { parts: Vec::new(), cur: BytesMut::with_capacity(64), flexible: true };
+        e.array_len(nodes.len());
+        for (id, host, port) in nodes {
+            e.i32(*id);
+            e.string(host);
+            e.i32(*port);
+            e.uvarint(0); // rack: null
+            e.uvarint(0); // tagged fields
+        }
+        w.uvarint(1);
+        w.uvarint(0);
+        w.uvarint(e.cur.len() as u64);
+        w.cur.put_slice(&e.cur);
+    } else {
+        w.no_tagged_fields();
+    }
     let Writer { mut parts, cur, .. } = w;
     parts.push(Part::Encoded(cur));
     let total: usize = parts
@@ -187,15 +227,36 @@ pub fn encode(version: i16, correlation_id: i32, topics: &[FetchedTopic], read_c
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+    use kafka_protocol::messages::fetch_response::{
+        FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
+    };
     use kafka_protocol::messages::{ApiKey, BrokerId, FetchResponse, TopicName};
     use proptest::prelude::*;
 
     /// The same response through the `kafka-protocol` codec.
-    fn via_codec(version: i16, correlation_id: i32, topics: &[FetchedTopic], read_committed: bool) -> Vec<u8> {
+    fn via_codec(
+        version: i16,
+        correlation_id: i32,
+        topics: &[FetchedTopic],
+        nodes: &[(i32, String, i32)],
+        read_committed: bool,
+    ) -> Vec<u8> {
         let mut resp = FetchResponse::default();
         if version >= 7 {
             resp = resp.with_error_code(0).with_session_id(0);
+        }
+        if version >= 16 {
+            resp = resp.with_node_endpoints(
+                nodes
+                    .iter()
+                    .map(|(id, host, port)| {
+                        NodeEndpoint::default()
+                            .with_node_id(BrokerId(*id))
+                            .with_host(super::super::str_bytes(host))
+                            .with_port(*port)
+                    })
+                    .collect(),
+            );
         }
         for t in topics {
             let mut tr = FetchableTopicResponse::default();
@@ -222,6 +283,12 @@ mod tests {
                             None
                         })
                         .with_preferred_read_replica(BrokerId(-1))
+                        .with_current_leader(match p.current_leader {
+                            Some((l, e)) if version >= 12 => {
+                                LeaderIdAndEpoch::default().with_leader_id(BrokerId(l)).with_leader_epoch(e)
+                            }
+                            _ => LeaderIdAndEpoch::default(),
+                        })
                         .with_records(Some(data.freeze())),
                 );
             }
@@ -237,14 +304,17 @@ mod tests {
             -1i64..1 << 40,
             -1i64..1 << 40,
             proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..9000), 0..4),
+            proptest::option::of((-1i32..5, -1i32..1000)),
         )
-            .prop_map(|(partition, error_code, hw, start, chunks)| FetchedPartition {
+            .prop_map(|(partition, error_code, hw, start, chunks, current_leader)| FetchedPartition {
                 partition,
                 error_code,
                 high_watermark: hw,
                 last_stable_offset: hw,
                 log_start_offset: start,
                 records: chunks.into_iter().map(Bytes::from).collect(),
+                // (-1, -1) is the field's default: the codec leaves it out.
+                current_leader: current_leader.filter(|&c| c != (-1, -1)),
             });
         let topic = ("[a-z]{1,20}", any::<[u8; 16]>(), proptest::collection::vec(part, 0..4))
             .prop_map(|(name, id, partitions)| FetchedTopic { name, topic_id: uuid::Uuid::from_bytes(id), partitions });
@@ -254,12 +324,19 @@ mod tests {
     proptest! {
         #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
         #[test]
-        fn matches_the_codec_for_every_version(topics in arb_topics(), cid in any::<i32>()) {
+        fn matches_the_codec_for_every_version(
+            topics in arb_topics(),
+            cid in any::<i32>(),
+            nodes in proptest::collection::vec((0i32..10, "[a-z0-9.]{1,30}", 1i32..65536), 0..3),
+        ) {
             for version in 4..=16i16 {
                 for read_committed in [false, true] {
-                    let ours: Vec<u8> =
-                        encode(version, cid, &topics, read_committed).iter().flat_map(|b| b.iter().copied()).collect();
-                    prop_assert_eq!(ours, via_codec(version, cid, &topics, read_committed), "version {}", version);
+                    let ours: Vec<u8> = encode(version, cid, &topics, &nodes, read_committed)
+                        .iter()
+                        .flat_map(|b| b.iter().copied())
+                        .collect();
+                    let theirs = via_codec(version, cid, &topics, &nodes, read_committed);
+                    prop_assert_eq!(ours, theirs, "version {}", version);
                 }
             }
         }
@@ -273,7 +350,7 @@ mod tests {
             topic_id: uuid::Uuid::nil(),
             partitions: vec![FetchedPartition { records: vec![big.clone()], ..Default::default() }],
         }];
-        let parts = encode(12, 1, &topics, false);
+        let parts = encode(12, 1, &topics, &[], false);
         assert!(parts.iter().any(|p| p.as_ptr() == big.as_ptr() && p.len() == big.len()));
     }
 }

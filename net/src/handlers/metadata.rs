@@ -134,6 +134,24 @@ pub fn live_brokers(shard: &Shard, img: &MetadataImage) -> Vec<(i32, String, i32
     out
 }
 
+/// KIP-951: where a client that hit NOT_LEADER_OR_FOLLOWER should go.
+/// Returns the partition's current leader and epoch from the image (the
+/// leader -1 when it is offline), and records a live leader in `leaders` so
+/// the response can carry its endpoint.
+pub fn current_leader(img: &MetadataImage, t: &TopicMeta, partition: i32, leaders: &mut Vec<i32>) -> (i32, i32) {
+    let v = partition_view(img, t, partition);
+    if v.leader >= 0 && !leaders.contains(&v.leader) {
+        leaders.push(v.leader);
+    }
+    (v.leader, v.leader_epoch)
+}
+
+/// The endpoints (id, host, port) of the given live brokers, for the
+/// node-endpoints fields of Produce (v10+) and Fetch (v16+).
+pub fn endpoints_of(shard: &Shard, img: &MetadataImage, ids: &[i32]) -> Vec<(i32, String, i32)> {
+    live_brokers(shard, img).into_iter().filter(|b| ids.contains(&b.0)).collect()
+}
+
 /// The active controller's node id as this broker knows it (-1: none). The
 /// controller shard publishes it; every broker can be asked.
 pub fn controller_id(shard: &Shard) -> i32 {

@@ -9,8 +9,10 @@
 use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
+use kafka_protocol::messages::produce_response::{
+    LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse, TopicProduceResponse,
+};
+use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse, TopicName};
 use kafka_protocol::ResponseError;
 use ringbroker_engine::append_policy::{self, PolicyError};
 use ringbroker_engine::batch::{split_record_set, BatchError, BatchHeader};
@@ -121,23 +123,47 @@ pub async fn handle(shard: &Rc<Shard>, req: ProduceRequest, version: i16) -> Pro
     }
     let mut it = results.into_iter();
     let mut responses = Vec::with_capacity(topics.len());
+    let mut leaders = Vec::new();
     for (name, parts) in topics {
         let mut tr = TopicProduceResponse::default().with_name(TopicName(super::str_bytes(&name)));
         for index in parts {
             let o = it.next().expect("one outcome per partition");
-            tr.partition_responses.push(
-                PartitionProduceResponse::default()
-                    .with_index(index)
-                    .with_error_code(o.error_code)
-                    .with_base_offset(o.base_offset)
-                    .with_log_append_time_ms(o.log_append_time_ms)
-                    .with_log_start_offset(o.log_start_offset)
-                    .with_error_message(o.error_message.map(|m| super::str_bytes(&m))),
-            );
+            let mut pr = PartitionProduceResponse::default()
+                .with_index(index)
+                .with_error_code(o.error_code)
+                .with_base_offset(o.base_offset)
+                .with_log_append_time_ms(o.log_append_time_ms)
+                .with_log_start_offset(o.log_start_offset)
+                .with_error_message(o.error_message.map(|m| super::str_bytes(&m)));
+            // KIP-951 (v10+): tell the client where the partition went, so
+            // it need not wait for a metadata refresh.
+            if version >= 10 && o.error_code == ResponseError::NotLeaderOrFollower.code() {
+                if let Some(m) = img.topic(&name) {
+                    let (leader, epoch) = super::metadata::current_leader(&img, m, index, &mut leaders);
+                    pr = pr.with_current_leader(
+                        LeaderIdAndEpoch::default().with_leader_id(BrokerId(leader)).with_leader_epoch(epoch),
+                    );
+                }
+            }
+            tr.partition_responses.push(pr);
         }
         responses.push(tr);
     }
-    ProduceResponse::default().with_responses(responses)
+    let mut resp = ProduceResponse::default().with_responses(responses);
+    if version >= 10 && !leaders.is_empty() {
+        resp = resp.with_node_endpoints(
+            super::metadata::endpoints_of(shard, &img, &leaders)
+                .into_iter()
+                .map(|(id, host, port)| {
+                    NodeEndpoint::default()
+                        .with_node_id(BrokerId(id))
+                        .with_host(super::str_bytes(&host))
+                        .with_port(port)
+                })
+                .collect(),
+        );
+    }
+    resp
 }
 
 /// Runs on the partition's owner shard.
