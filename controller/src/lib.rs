@@ -12,6 +12,7 @@ pub mod quorum;
 pub mod records;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use kafka_protocol::ResponseError;
 use ringbroker_engine::ids::TopicId;
@@ -133,7 +134,10 @@ pub struct MetadataImage {
     pub cluster_id: String,
     /// Incremented by every change.
     pub version: u64,
-    pub topics: BTreeMap<String, TopicMeta>,
+    /// Shared between successive images: a change copies only the topic it
+    /// touches, and an unchanged topic is the same allocation in both
+    /// (`Arc::ptr_eq`), so brokers see what changed without comparing.
+    pub topics: BTreeMap<String, Arc<TopicMeta>>,
     /// Producer ids below this have been handed out (in blocks).
     #[serde(default)]
     pub next_producer_id: i64,
@@ -149,11 +153,52 @@ pub struct MetadataImage {
 }
 
 impl MetadataImage {
+    /// What differs between the topics of `prev` and of this image, in one
+    /// ordered walk of both (no lookups): the topics of this image that are
+    /// new or changed, and whether any topic of `prev` was removed or
+    /// changed. Successive images share unchanged topics, so "changed" is
+    /// "not the same allocation"; images read from disk share nothing and
+    /// everything counts as changed, which costs work, never correctness.
+    pub fn topic_changes<'a>(&'a self, prev: &MetadataImage) -> (Vec<&'a Arc<TopicMeta>>, bool) {
+        let mut changed = Vec::new();
+        let mut prev_touched = false;
+        let (mut old, mut new) = (prev.topics.iter().peekable(), self.topics.iter().peekable());
+        loop {
+            match (old.peek(), new.peek()) {
+                (None, None) => break,
+                (Some(_), None) => {
+                    prev_touched = true;
+                    break;
+                }
+                (None, Some(_)) => changed.extend(new.by_ref().map(|(_, t)| t)),
+                (Some((on, ot)), Some((nn, nt))) => match on.cmp(nn) {
+                    std::cmp::Ordering::Less => {
+                        prev_touched = true;
+                        old.next();
+                    }
+                    std::cmp::Ordering::Greater => {
+                        changed.push(*nt);
+                        new.next();
+                    }
+                    std::cmp::Ordering::Equal => {
+                        if !Arc::ptr_eq(ot, nt) {
+                            prev_touched = true;
+                            changed.push(*nt);
+                        }
+                        old.next();
+                        new.next();
+                    }
+                },
+            }
+        }
+        (changed, prev_touched)
+    }
+
     pub fn topic(&self, name: &str) -> Option<&TopicMeta> {
-        self.topics.get(name)
+        self.topics.get(name).map(|t| &**t)
     }
     pub fn topic_by_id(&self, id: &TopicId) -> Option<&TopicMeta> {
-        self.topics.values().find(|t| &t.id == id)
+        self.topics.values().find(|t| &t.id == id).map(|t| &**t)
     }
     /// Registered, unfenced brokers, by id.
     pub fn live_brokers(&self) -> impl Iterator<Item = &BrokerMeta> {
@@ -386,7 +431,7 @@ pub fn apply_change(img: &MetadataImage, change: &MetadataChange) -> Result<Meta
             }
             next.topics.insert(
                 name.clone(),
-                TopicMeta {
+                Arc::new(TopicMeta {
                     name: name.clone(),
                     id: *id,
                     partitions: *partitions,
@@ -394,7 +439,7 @@ pub fn apply_change(img: &MetadataImage, change: &MetadataChange) -> Result<Meta
                     configs: configs.clone(),
                     internal: is_internal_topic(name),
                     assignments: assignments.iter().cloned().map(PartitionMeta::new).collect(),
-                },
+                }),
             );
         }
         MetadataChange::DeleteTopic { name } => {
@@ -421,7 +466,7 @@ pub fn apply_change(img: &MetadataImage, change: &MetadataChange) -> Result<Meta
             let rf = t.replication_factor;
             let new = *total - t.partitions;
             check_assignments(img, assignments, new, rf)?;
-            let t = next.topics.get_mut(name).expect("checked above");
+            let t = Arc::make_mut(next.topics.get_mut(name).expect("checked above"));
             t.partitions = *total;
             t.assignments.extend(assignments.iter().cloned().map(PartitionMeta::new));
         }
@@ -434,7 +479,7 @@ pub fn apply_change(img: &MetadataImage, change: &MetadataChange) -> Result<Meta
                 ringbroker_engine::config::validate_topic_config(k, v)
                     .map_err(|e| (ResponseError::InvalidConfig, e.to_string()))?;
             }
-            t.configs = configs.clone();
+            Arc::make_mut(t).configs = configs.clone();
         }
         MetadataChange::SetBrokerConfigs { resource, configs } => {
             for (k, v) in configs {
@@ -665,6 +710,28 @@ mod tests {
 #[cfg(test)]
 mod internal_topics {
     use super::*;
+
+    #[test]
+    fn topic_changes_finds_new_changed_and_removed_topics() {
+        let mut a = MetadataImage::default();
+        for n in ["a", "b", "c"] {
+            a.topics.insert(n.into(), Arc::new(topic(n)));
+        }
+        let mut b = a.clone();
+        assert_eq!(b.topic_changes(&a), (vec![], false));
+        b.topics.insert("bb".into(), Arc::new(topic("bb")));
+        let (changed, touched) = b.topic_changes(&a);
+        assert_eq!(changed.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), ["bb"]);
+        assert!(!touched);
+        Arc::make_mut(b.topics.get_mut("c").unwrap()).partitions = 9;
+        b.topics.remove("a");
+        let (changed, touched) = b.topic_changes(&a);
+        assert_eq!(changed.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), ["bb", "c"]);
+        assert!(touched);
+        // Nothing shared: everything counts as changed.
+        let fresh: MetadataImage = serde_json::from_str(&serde_json::to_string(&a).unwrap()).unwrap();
+        assert_eq!(fresh.topic_changes(&a).0.len(), 3);
+    }
 
     fn topic(name: &str) -> TopicMeta {
         TopicMeta {

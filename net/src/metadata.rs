@@ -56,6 +56,7 @@ impl MetadataStore {
                 // Images written before internal meant Kafka's list (not any
                 // "__" name) are corrected on load.
                 for t in img.topics.values_mut() {
+                    let t = std::sync::Arc::make_mut(t);
                     t.internal = is_internal_topic(&t.name);
                 }
                 img

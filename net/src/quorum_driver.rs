@@ -64,6 +64,7 @@ pub fn open(data_dir: &Path, node: i32, voters: &[i32]) -> anyhow::Result<Quorum
         // itself at start like any broker.
         img.brokers.clear();
         for t in img.topics.values_mut() {
+            let t = std::sync::Arc::make_mut(t);
             t.assignments = (0..t.partitions).map(|_| PartitionMeta::new(vec![node])).collect();
         }
         Some(img)
@@ -541,6 +542,11 @@ impl QuorumDriver {
     }
 }
 
+/// Milliseconds since the Unix epoch (what DescribeQuorum's timestamps are).
+fn wall_clock_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -592,9 +598,4 @@ mod tests {
         drop(q);
         assert_eq!(open(d.path(), 5, &[5]).unwrap().image().cluster_id, id);
     }
-}
-
-/// Milliseconds since the Unix epoch (what DescribeQuorum's timestamps are).
-fn wall_clock_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }

@@ -187,6 +187,7 @@ async fn shard_main(
         quorum: store.map(crate::quorum_driver::QuorumDriver::new),
         admin_lock: glommio::sync::Semaphore::new(1),
         install_lock: glommio::sync::Semaphore::new(1),
+        installed: std::cell::RefCell::new(None),
         metrics: common.metrics[id].clone(),
         all_metrics: common.metrics.clone(),
         shutdown: common.shutdown.clone(),

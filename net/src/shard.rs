@@ -9,6 +9,7 @@
 //! immutable `Arc`s; all interior mutability is `RefCell`/`Cell`, and no
 //! borrow is held across an await.
 
+use futures::StreamExt;
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -61,6 +62,9 @@ pub struct Shard {
     pub quorum: Option<Rc<crate::quorum_driver::QuorumDriver>>,
     /// Serialises metadata installs on this shard.
     pub install_lock: glommio::sync::Semaphore,
+    /// The image the last install brought the partitions in line with
+    /// (None before the first): an install looks only at what changed since.
+    pub installed: RefCell<Option<Arc<MetadataImage>>>,
     /// Serialises this broker's metadata proposals.
     pub admin_lock: glommio::sync::Semaphore,
     pub metrics: Arc<ShardMetrics>,
@@ -94,7 +98,10 @@ pub enum DefaultSource {
 
 /// A replica this shard should hold: topic, partition, topic id, (leader
 /// epoch, ISR size) if this broker leads it, and the partition's leader epoch.
-type Wanted = (String, i32, TopicId, Option<(i32, usize)>, i32);
+type Wanted = (String, i32, TopicId, Option<(i32, usize)>, i32, LogConfig);
+
+/// How many new partitions one shard opens at once when an image adds them.
+const OPEN_CONCURRENCY: usize = 32;
 
 /// The controller's shard.
 pub const CONTROLLER_SHARD: ShardId = ShardId(0);
@@ -153,11 +160,11 @@ impl Shard {
         out
     }
 
-    fn log_config(&self, img: &MetadataImage, topic: &str) -> LogConfig {
+    /// A topic's log config: its overrides over the broker-level defaults
+    /// (`topic_defaults`, gathered once by the caller).
+    fn log_config_with(&self, defaults: &BTreeMap<String, String>, img: &MetadataImage, topic: &str) -> LogConfig {
         let overrides = img.topic(topic).map(|t| t.configs.clone()).unwrap_or_default();
-        let defaults: BTreeMap<String, String> =
-            self.topic_defaults(img).into_iter().map(|(k, (v, _))| (k, v)).collect();
-        LogConfig::resolve(&defaults, &overrides).unwrap_or_else(|e| {
+        LogConfig::resolve(defaults, &overrides).unwrap_or_else(|e| {
             // Validated when stored; a bad stored value falls back to defaults loudly.
             tracing::error!(topic, error = %e, "invalid stored topic config; using defaults");
             LogConfig::resolve(&self.config.topic_defaults, &BTreeMap::new()).expect("defaults validated at start")
@@ -175,24 +182,39 @@ impl Shard {
         if img.version < self.metadata.borrow().version {
             return;
         }
+        // Only topics that changed since the last install need work (an
+        // image change is usually one topic; walking and resolving every
+        // partition's config on each one made creating many topics
+        // quadratic). A change of broker-level defaults touches them all.
+        let prev = self.installed.replace(Some(img.clone()));
+        let defaults_changed = prev.as_ref().is_none_or(|p| p.broker_configs != img.broker_configs);
+        let defaults: BTreeMap<String, String> =
+            self.topic_defaults(&img).into_iter().map(|(k, (v, _))| (k, v)).collect();
         // This broker's replicas that placement puts on this shard, and
         // whether this broker leads each (leader epoch, ISR size).
         let me = self.config.broker.node_id;
         let mut wanted: Vec<Wanted> = Vec::new();
-        for t in img.topics.values() {
+        let (changed, prev_touched) = match &prev {
+            Some(p) if !defaults_changed => img.topic_changes(p),
+            _ => (img.topics.values().collect(), true),
+        };
+        for t in changed {
+            let cfg = self.log_config_with(&defaults, &img, &t.name);
             for p in 0..t.partitions {
                 let Some(pm) = t.partition(p) else { continue };
                 if pm.replicas.contains(&me) && self.owner(&t.id, p) == self.id {
                     let lead = (pm.leader == me).then_some((pm.leader_epoch, pm.isr.len()));
-                    wanted.push((t.name.clone(), p, t.id, lead, pm.leader_epoch));
+                    wanted.push((t.name.clone(), p, t.id, lead, pm.leader_epoch, cfg.clone()));
                 }
             }
         }
-        // Drop partitions whose topic is gone or was recreated with a new id.
+        // Drop partitions whose topic is gone or was recreated with a new id
+        // (only topics of the last image that changed can have any).
         let gone: Vec<Rc<PartitionHandle>> = self
             .partitions
             .borrow()
             .values()
+            .filter(|_| prev_touched)
             .filter(|h| {
                 img.topic(&h.topic)
                     .map(|t| {
@@ -219,8 +241,8 @@ impl Shard {
             self.metrics.partitions.fetch_sub(1, Ordering::Relaxed);
         }
         *self.metadata.borrow_mut() = img.clone();
-        for (topic, p, id, lead, epoch) in wanted {
-            let cfg = self.log_config(&img, &topic);
+        let mut to_open = Vec::new();
+        for (topic, p, id, lead, epoch, cfg) in wanted {
             if let Some(h) = self.partition(&topic, p) {
                 if h.log().borrow().config() != &cfg {
                     h.log().borrow_mut().set_config(cfg);
@@ -230,9 +252,17 @@ impl Shard {
                 }
                 continue;
             }
+            to_open.push((topic, p, id, lead, epoch, cfg));
+        }
+        // New partitions open concurrently: each one's creation is a few
+        // file creations and syncs that mostly wait on the disk, so one at a
+        // time made a CreateTopics of many partitions latency-bound.
+        let opens = to_open.into_iter().map(|(topic, p, id, lead, epoch, cfg)| {
             let dir = partition_dir(&self.config.broker.data_dir, &topic, p);
-            let opened = match Log::open(DmaStorage, &dir, cfg, self.cache.clone()).await {
-                Ok(log) => Replica::new(log).and_then(|r| {
+            let cache = self.cache.clone();
+            async move {
+                let opened = Log::open(DmaStorage, &dir, cfg, cache).await.and_then(|log| {
+                    let r = Replica::new(log)?;
                     match lead {
                         Some((leader_epoch, isr)) => r.become_leader(LeaderEpoch(leader_epoch), isr.max(1))?,
                         // A follower replica: placed and kept, idle until
@@ -240,9 +270,12 @@ impl Shard {
                         None => r.become_follower(LeaderEpoch(epoch)),
                     }
                     Ok(r)
-                }),
-                Err(e) => Err(e),
-            };
+                });
+                (topic, p, id, lead, opened)
+            }
+        });
+        let mut opened = futures::stream::iter(opens).buffer_unordered(OPEN_CONCURRENCY);
+        while let Some((topic, p, id, lead, opened)) = opened.next().await {
             match opened {
                 Ok(replica) => {
                     let h = Rc::new(PartitionHandle { topic: topic.clone(), partition: p, topic_id: id, replica });

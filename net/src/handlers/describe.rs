@@ -110,7 +110,7 @@ fn topic_entry(
 fn wanted_partitions(shard: &Shard, named: Option<Vec<(String, Vec<i32>)>>) -> Vec<(TopicMeta, Vec<i32>)> {
     let img = shard.image();
     match named {
-        None => img.topics.values().map(|t| (t.clone(), (0..t.partitions).collect())).collect(),
+        None => img.topics.values().map(|t| ((**t).clone(), (0..t.partitions).collect())).collect(),
         Some(list) => list
             .into_iter()
             .filter_map(|(name, parts)| {

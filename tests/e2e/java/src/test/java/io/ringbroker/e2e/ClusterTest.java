@@ -52,10 +52,19 @@ class ClusterTest {
         nodes = Broker.startCluster(3);
     }
 
+    /** Closes every broker even when one of them reports a crash, then reports it. */
     @AfterEach
     void stop() {
+        RuntimeException first = null;
         for (Broker b : nodes) {
-            b.close();
+            try {
+                b.close();
+            } catch (RuntimeException e) {
+                first = first == null ? e : first;
+            }
+        }
+        if (first != null) {
+            throw first;
         }
     }
 
