@@ -460,6 +460,47 @@ def produce_v10(host: str, port: int, topic: str, partition: int, records: bytes
         return result
 
 
+def metadata_v12_all_request(correlation_id: int) -> bytes:
+    """Metadata v12 for every topic (topics null), no auto-creation."""
+    body = uvarint(0) + i8(0) + i8(0) + uvarint(0)
+    return request_header_v2(3, 12, correlation_id) + body
+
+
+def parse_metadata_v12(r: Reader) -> Dict[str, List[Tuple[int, int, int]]]:
+    """A Metadata v12 answer after the correlation id: topic -> [(partition,
+    error_code, leader)]."""
+    r.tagged_fields()
+    r.i32()  # throttle
+    for _ in range(r.uvarint() - 1):  # brokers
+        r.i32(), r.compact_string(), r.i32(), r.compact_string(), r.tagged_fields()
+    r.compact_string()  # cluster id
+    r.i32()  # controller
+    topics: Dict[str, List[Tuple[int, int, int]]] = {}
+    for _ in range(r.uvarint() - 1):
+        r.i16()
+        name = r.compact_string()
+        r._take(16)
+        r.i8()
+        parts = []
+        for _ in range(r.uvarint() - 1):
+            err, index, leader = r.i16(), r.i32(), r.i32()
+            r.i32()  # leader epoch
+            for _ in range(3):  # replicas, isr, offline
+                for _ in range(r.uvarint() - 1):
+                    r.i32()
+            r.tagged_fields()
+            parts.append((index, err, leader))
+        r.i32(), r.tagged_fields()
+        topics[name] = parts
+    return topics
+
+
+def metadata_topics(host: str, port: int, timeout: float = 10.0) -> Dict[str, List[Tuple[int, int, int]]]:
+    """What this one broker's Metadata says (no client routing elsewhere)."""
+    with connect(host, port, timeout) as s:
+        return parse_metadata_v12(roundtrip(s, metadata_v12_all_request(79), 79))
+
+
 API_INIT_PRODUCER_ID = 22
 
 
