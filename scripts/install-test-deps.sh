@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export DEBIAN_FRONTEND=noninteractive
 SUDO=""
+# ip and iptables install to /usr/sbin, not on every PATH.
+export PATH="$PATH:/usr/sbin:/sbin"
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 echo "[ci] system packages (kcat; iproute2 and iptables for the network-namespace cluster tests)"

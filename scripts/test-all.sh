@@ -17,6 +17,11 @@ fi
 for d in /usr/local/go/bin "$HOME/go/bin"; do
   case ":$PATH:" in *":$d:"*) ;; *) [ -d "$d" ] && PATH="$d:$PATH" ;; esac
 done
+# ip and iptables (the network-namespace tests) live in /usr/sbin, which a
+# non-root-login PATH may lack.
+for d in /usr/sbin /sbin; do
+  case ":$PATH:" in *":$d:"*) ;; *) [ -d "$d" ] && PATH="$PATH:$d" ;; esac
+done
 export PATH
 
 t0=$(date +%s)

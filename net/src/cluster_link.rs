@@ -54,8 +54,9 @@ impl QuorumLinks {
         QuorumLinks { me, peers }
     }
 
-    /// A heartbeat to the active controller (node `to`).
-    pub fn send_heartbeat(&self, to: i32, frame: Vec<u8>) {
+    /// A framed message to node `to` (a heartbeat to the active controller,
+    /// the controller's status to a voter); dropped when its queue is full.
+    pub fn send_frame(&self, to: i32, frame: Vec<u8>) {
         if let Some(tx) = self.peers.get(&to) {
             let _ = tx.clone().try_send(frame);
         }
@@ -167,6 +168,7 @@ async fn read_peer(mut s: TcpStream, driver: Rc<QuorumDriver>, shard: Rc<Shard>)
                 return;
             }
             Ok(Inbound::Heartbeat { from, epoch }) => driver.heartbeat(from, epoch),
+            Ok(Inbound::Status { from, term, commit_index, voters }) => driver.status(from, term, commit_index, voters),
             Err(e) => {
                 tracing::warn!(peer, error = %e, "bad frame from a broker; closing");
                 return;

@@ -22,7 +22,9 @@ use futures::channel::oneshot;
 use kafka_protocol::ResponseError;
 use ringbroker_controller::liveness::{Liveness, HEARTBEAT_INTERVAL_MS};
 use ringbroker_controller::quorum::disk::FsDisk;
-use ringbroker_controller::quorum::{store, Applied, ProposeError, Quorum, QuorumConfig};
+use ringbroker_controller::quorum::{
+    store, wire, Applied, ProposeError, Quorum, QuorumConfig, RaftMessageType as MessageType,
+};
 
 use crate::messages::Request;
 use crate::metadata::{apply_change, MetadataChange, MetadataImage, MetadataStore};
@@ -154,7 +156,24 @@ pub struct QuorumDriver {
     fencing: RefCell<Vec<(i32, i64)>>,
     started: std::time::Instant,
     contact: RefCell<VoterContact>,
+    /// The active controller's last `QuorumStatus`: when it came, and what
+    /// it said. A broker that is not the controller answers DescribeQuorum
+    /// from it while it is fresh and of the current term.
+    leader_status: RefCell<Option<(std::time::Instant, LeaderStatus)>>,
 }
+
+/// What the active controller last told the other voters about the quorum.
+#[derive(Debug, Clone)]
+struct LeaderStatus {
+    from: i32,
+    term: u64,
+    commit_index: u64,
+    voters: Vec<wire::VoterStatus>,
+}
+
+/// A `QuorumStatus` older than this is not used (the controller sends one
+/// every heartbeat interval).
+const STATUS_FRESH_FOR: Duration = Duration::from_millis(4 * HEARTBEAT_INTERVAL_MS);
 
 impl QuorumDriver {
     pub fn new(node: Quorum<FsDisk>) -> Rc<QuorumDriver> {
@@ -171,6 +190,7 @@ impl QuorumDriver {
             fencing: Default::default(),
             started: std::time::Instant::now(),
             contact: Default::default(),
+            leader_status: RefCell::new(None),
         })
     }
 
@@ -189,6 +209,29 @@ impl QuorumDriver {
 
     pub fn view(&self) -> QuorumView {
         let n = self.node.borrow();
+        // Off the controller: its fresh status of this term, when there is one.
+        if let Some((at, st)) = self.leader_status.borrow().as_ref() {
+            let current = st.term == n.term() && n.leader().map(node_id) == Some(st.from) && !n.is_leader();
+            if current && at.elapsed() < STATUS_FRESH_FOR {
+                let known = |v: i64| (v >= 0).then_some(v);
+                return QuorumView {
+                    leader: Some(st.from),
+                    term: st.term,
+                    commit_index: st.commit_index.max(n.commit_index()),
+                    last_index: n.last_index(),
+                    voters: st
+                        .voters
+                        .iter()
+                        .map(|&(id, end, contact, caught)| VoterView {
+                            id,
+                            log_end: known(end).map(|e| e as u64),
+                            last_contact_ms: known(contact),
+                            last_caught_up_ms: known(caught),
+                        })
+                        .collect(),
+                };
+            }
+        }
         let progress = n.voter_progress();
         let me = node_id(n.id());
         let leader = n.leader();
@@ -229,17 +272,51 @@ impl QuorumDriver {
         }
     }
 
+    /// The active controller's status, received over the cluster link.
+    pub fn status(&self, from: i32, term: u64, commit_index: u64, voters: Vec<wire::VoterStatus>) {
+        if !self.is_voter(from) || voters.iter().any(|v| !self.is_voter(v.0)) {
+            return;
+        }
+        *self.leader_status.borrow_mut() =
+            Some((std::time::Instant::now(), LeaderStatus { from, term, commit_index, voters }));
+    }
+
+    /// As the active controller: tells the other voters how the quorum
+    /// stands (see `status`).
+    fn broadcast_status(&self, shard: &Shard) {
+        let view = self.view();
+        let me = shard.config.broker.node_id;
+        if view.leader != Some(me) {
+            return;
+        }
+        let opt = |v: Option<i64>| v.unwrap_or(-1);
+        let voters: Vec<wire::VoterStatus> = view
+            .voters
+            .iter()
+            .map(|v| (v.id, opt(v.log_end.map(|e| e as i64)), opt(v.last_contact_ms), opt(v.last_caught_up_ms)))
+            .collect();
+        let frame = wire::encode_status(me, view.term, view.commit_index, &voters);
+        if let Some(links) = self.links.borrow().as_ref() {
+            for v in voters.iter().filter(|v| v.0 != me) {
+                links.send_frame(v.0, frame.clone());
+            }
+        }
+    }
+
     pub fn is_voter(&self, node: i32) -> bool {
         self.node.borrow().voters().contains(&raft_id(node))
     }
 
     /// A message from a peer voter.
     pub async fn receive(&self, msg: ringbroker_controller::quorum::RaftMessage, shard: &Rc<Shard>) {
-        let from = msg.from;
+        let (from, term) = (msg.from, msg.term);
+        // Only a current-term answer to the leader's appends or heartbeats
+        // is contact (a deposed leader's stale messages are not).
+        let answer = matches!(msg.get_msg_type(), MessageType::MsgAppendResponse | MessageType::MsgHeartbeatResponse);
         {
             let mut n = self.node.borrow_mut();
             n.step(msg);
-            if n.is_leader() {
+            if answer && n.is_leader() && term == n.term() {
                 self.note_contact(&n, from);
             }
         }
@@ -396,6 +473,9 @@ impl QuorumDriver {
             self.track_leadership();
             if ticks.is_multiple_of(heartbeat_every) {
                 self.heartbeat_or_register(&shard);
+                if self.node.borrow().is_leader() {
+                    self.broadcast_status(&shard);
+                }
             }
             self.fence_the_silent(&shard);
         }
@@ -458,7 +538,7 @@ impl QuorumDriver {
             (Some(epoch), Some(l)) => {
                 let frame = ringbroker_controller::quorum::wire::encode_heartbeat(me, epoch, self.now_ms() as i64);
                 if let Some(links) = self.links.borrow().as_ref() {
-                    links.send_heartbeat(l, frame);
+                    links.send_frame(l, frame);
                 }
             }
             (None, Some(_)) if !self.registering.get() => {

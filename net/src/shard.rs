@@ -162,11 +162,10 @@ impl Shard {
 
     /// A topic's log config: its overrides over the broker-level defaults
     /// (`topic_defaults`, gathered once by the caller).
-    fn log_config_with(&self, defaults: &BTreeMap<String, String>, img: &MetadataImage, topic: &str) -> LogConfig {
-        let overrides = img.topic(topic).map(|t| t.configs.clone()).unwrap_or_default();
-        LogConfig::resolve(defaults, &overrides).unwrap_or_else(|e| {
+    fn log_config_with(&self, defaults: &BTreeMap<String, String>, t: &crate::metadata::TopicMeta) -> LogConfig {
+        LogConfig::resolve(defaults, &t.configs).unwrap_or_else(|e| {
             // Validated when stored; a bad stored value falls back to defaults loudly.
-            tracing::error!(topic, error = %e, "invalid stored topic config; using defaults");
+            tracing::error!(topic = t.name, error = %e, "invalid stored topic config; using defaults");
             LogConfig::resolve(&self.config.topic_defaults, &BTreeMap::new()).expect("defaults validated at start")
         })
     }
@@ -199,7 +198,7 @@ impl Shard {
             _ => (img.topics.values().collect(), true),
         };
         for t in changed {
-            let cfg = self.log_config_with(&defaults, &img, &t.name);
+            let cfg = self.log_config_with(&defaults, t);
             for p in 0..t.partitions {
                 let Some(pm) = t.partition(p) else { continue };
                 if pm.replicas.contains(&me) && self.owner(&t.id, p) == self.id {
@@ -289,7 +288,13 @@ impl Shard {
                         c.load().await;
                     }
                 }
-                Err(e) => tracing::error!(topic, partition = p, error = %e, "cannot open partition"),
+                Err(e) => {
+                    tracing::error!(topic, partition = p, error = %e, "cannot open partition");
+                    // The next install walks every topic again, so the
+                    // partition is retried rather than forgotten until its
+                    // topic changes.
+                    *self.installed.borrow_mut() = None;
+                }
             }
         }
     }
@@ -320,6 +325,9 @@ impl Shard {
 
     /// Closes every local partition cleanly (flush, sync, persist indexes).
     pub async fn close_partitions(&self) {
+        // After any install in progress: partitions it is still opening are
+        // closed too.
+        let _turn = self.install_lock.acquire_permit(1).await.expect("never closed");
         let parts: Vec<_> = self.partitions.borrow().values().cloned().collect();
         for h in parts {
             if let Err(e) = h.replica.close(now_ms()).await {

@@ -460,22 +460,67 @@ def produce_v10(host: str, port: int, topic: str, partition: int, records: bytes
         return result
 
 
+def fetch_v12(host: str, port: int, topic: str, partition: int, offset: int = 0,
+              timeout: float = 15.0) -> Tuple[int, Optional[Tuple[int, int]]]:
+    """Fetch v12 (flexible, KIP-951's current leader) of one partition, no
+    wait: (error_code, (leader, epoch) or None when the field is absent)."""
+    body = (
+        i32(-1) + i32(0) + i32(1) + i32(1 << 20) + i8(0)  # replica, max wait, min bytes, max bytes, isolation
+        + i32(0) + i32(-1)  # no fetch session
+        + uvarint(2) + compact_string(topic)
+        + uvarint(2) + i32(partition) + i32(-1) + i64(offset) + i32(-1) + i64(-1) + i32(1 << 20) + uvarint(0)
+        + uvarint(0)  # topic tagged fields
+        + uvarint(1)  # forgotten topics: none
+        + compact_string("")  # rack
+        + uvarint(0)
+    )
+    with connect(host, port, timeout) as s:
+        cid = 81
+        r = roundtrip(s, request_header_v2(1, 12, cid) + body, cid)
+        r.tagged_fields()
+        r.i32(), r.i16(), r.i32()  # throttle, error, session
+        result = None
+        for _ in range(r.uvarint() - 1):
+            r.compact_string()
+            for _ in range(r.uvarint() - 1):
+                r.i32()
+                err = r.i16()
+                r.i64(), r.i64(), r.i64()  # high watermark, last stable, log start
+                n = r.uvarint()
+                for _ in range(max(n - 1, 0)):  # aborted transactions
+                    r.i64(), r.i64(), r.tagged_fields()
+                r.i32()  # preferred read replica
+                n = r.uvarint()
+                if n > 0:
+                    r._take(n - 1)  # records
+                tags = r.tagged_fields()
+                leader = None
+                if 1 in tags:
+                    t = Reader(tags[1])
+                    leader = (t.i32(), t.i32())
+                result = (err, leader)
+            r.tagged_fields()
+        r.tagged_fields()
+        assert result is not None, "no partition in the answer"
+        return result
+
+
 def metadata_v12_all_request(correlation_id: int) -> bytes:
     """Metadata v12 for every topic (topics null), no auto-creation."""
     body = uvarint(0) + i8(0) + i8(0) + uvarint(0)
     return request_header_v2(3, 12, correlation_id) + body
 
 
-def parse_metadata_v12(r: Reader) -> Dict[str, List[Tuple[int, int, int]]]:
+def parse_metadata_v12(r: Reader) -> Dict[str, List[Tuple[int, int, int, List[int]]]]:
     """A Metadata v12 answer after the correlation id: topic -> [(partition,
-    error_code, leader)]."""
+    error_code, leader, replicas)]."""
     r.tagged_fields()
     r.i32()  # throttle
     for _ in range(r.uvarint() - 1):  # brokers
         r.i32(), r.compact_string(), r.i32(), r.compact_string(), r.tagged_fields()
     r.compact_string()  # cluster id
     r.i32()  # controller
-    topics: Dict[str, List[Tuple[int, int, int]]] = {}
+    topics: Dict[str, List[Tuple[int, int, int, List[int]]]] = {}
     for _ in range(r.uvarint() - 1):
         r.i16()
         name = r.compact_string()
@@ -485,17 +530,18 @@ def parse_metadata_v12(r: Reader) -> Dict[str, List[Tuple[int, int, int]]]:
         for _ in range(r.uvarint() - 1):
             err, index, leader = r.i16(), r.i32(), r.i32()
             r.i32()  # leader epoch
-            for _ in range(3):  # replicas, isr, offline
+            replicas = [r.i32() for _ in range(r.uvarint() - 1)]
+            for _ in range(2):  # isr, offline
                 for _ in range(r.uvarint() - 1):
                     r.i32()
             r.tagged_fields()
-            parts.append((index, err, leader))
+            parts.append((index, err, leader, replicas))
         r.i32(), r.tagged_fields()
         topics[name] = parts
     return topics
 
 
-def metadata_topics(host: str, port: int, timeout: float = 10.0) -> Dict[str, List[Tuple[int, int, int]]]:
+def metadata_topics(host: str, port: int, timeout: float = 10.0) -> Dict[str, List[Tuple[int, int, int, List[int]]]]:
     """What this one broker's Metadata says (no client routing elsewhere)."""
     with connect(host, port, timeout) as s:
         return parse_metadata_v12(roundtrip(s, metadata_v12_all_request(79), 79))

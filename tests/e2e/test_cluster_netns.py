@@ -30,6 +30,11 @@ from test_cluster_quorum import ClusterBroker, leader_of, wait_topic_everywhere
 
 CLUSTER_PORT = 9093
 
+# ip and iptables live in /usr/sbin, which a non-login PATH may lack.
+for _d in ("/usr/sbin", "/sbin"):
+    if _d not in os.environ.get("PATH", "").split(":"):
+        os.environ["PATH"] = os.environ.get("PATH", "") + ":" + _d
+
 
 def sh(*args: str) -> None:
     subprocess.run(list(args), check=True, capture_output=True, timeout=30)
@@ -50,6 +55,10 @@ class Net:
         return f"{self.subnet}.{i + 1}"
 
     def up(self) -> None:
+        # Leftovers of a killed run with the same pid would make `add` fail.
+        self.made = ["bridge", "forward"] + list(self.names)
+        self.down()
+        self.made = []
         sh("ip", "link", "add", self.bridge, "type", "bridge")
         self.made.append("bridge")
         sh("ip", "addr", "add", f"{self.gateway}/24", "dev", self.bridge)
@@ -207,7 +216,18 @@ def test_partition_isolating_the_controller(netns_cluster):
     a = admin_client(majority[0].bootstrap)
     a.create_topics([NewTopic(before, 1, 1)], request_timeout=30)[before].result(30)
     wait_topic_everywhere(nodes, before)
-    applied_before = old.metric("ringbroker_metadata_quorum_applied_index")
+    # Settled: nothing else in flight that could still reach the old
+    # controller's image after the cut (offsets topic creation, registrations).
+    applied_before, deadline = None, time.monotonic() + 15
+    while time.monotonic() < deadline:
+        applied = {b.metric("ringbroker_metadata_quorum_applied_index") for b in nodes}
+        if len(applied) == 1:
+            time.sleep(0.5)
+            if {b.metric("ringbroker_metadata_quorum_applied_index") for b in nodes} == applied:
+                applied_before = applied.pop()
+                break
+        time.sleep(0.1)
+    assert applied_before is not None, "the brokers' applied indexes did not settle"
 
     net.isolate(old.node_id)
     t0 = time.monotonic()

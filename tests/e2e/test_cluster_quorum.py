@@ -257,6 +257,10 @@ def test_partitions_spread_over_brokers_and_clients_follow_the_leaders(cluster):
     # And the leader takes it.
     ok = kwire.produce_v10(leader_node.host, leader_node.port, topic, 0, batch)
     assert ok.error_code == 0 and ok.current_leader is None and not ok.node_endpoints, ok
+    # Fetch v12+ names the current leader too; the leader serves it.
+    err, cur = kwire.fetch_v12(not_leader.host, not_leader.port, topic, 0)
+    assert err == 6 and cur == r10.current_leader, (err, cur)
+    assert kwire.fetch_v12(leader_node.host, leader_node.port, topic, 0) == (0, None)
 
 
 def test_cluster_status_and_kafkas_quorum_tool(cluster):
@@ -281,5 +285,18 @@ def test_cluster_status_and_kafkas_quorum_tool(cluster):
     out = subprocess.run(cmd, cwd=peer, capture_output=True, timeout=120, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
     assert re.search(rf"LeaderId:\s+{leader.node_id}\b", out.stdout), out.stdout
-    assert re.search(r"MaxFollowerLag:\s+0\b", out.stdout) or re.search(r"MaxFollowerLag:\s+\d\b", out.stdout), out.stdout
+    # The followers keep up: a lag of a few records at most.
+    assert re.search(r"MaxFollowerLag:\s+\d\b", out.stdout), out.stdout
     assert '"id": 0' in out.stdout and '"id": 2' in out.stdout, out.stdout
+
+    # Per voter: the controller heard from each just now and saw it caught up.
+    cmd[-1] = cmd[-1].replace("describe --status", "describe --replication")
+    t_asked = time.time() * 1000
+    out = subprocess.run(cmd, cwd=peer, capture_output=True, timeout=120, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = [line.split() for line in out.stdout.splitlines() if line.split()[-1:] in (["Leader"], ["Follower"])]
+    assert sorted(int(r[0]) for r in rows) == [0, 1, 2], out.stdout
+    for r in rows:
+        # NodeId DirectoryId LogEndOffset Lag LastFetchTimestamp LastCaughtUpTimestamp Status
+        fetched, caught_up = int(r[4]), int(r[5])
+        assert t_asked - 60_000 < fetched and t_asked - 60_000 < caught_up, out.stdout

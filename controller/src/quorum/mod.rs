@@ -31,6 +31,7 @@ use disk::Disk;
 use store::RaftStore;
 
 pub use raft::prelude::Message as RaftMessage;
+pub use raft::prelude::MessageType as RaftMessageType;
 pub use raft::StateRole as Role;
 
 /// Timing and sizes of the quorum, in ticks of the caller's clock.

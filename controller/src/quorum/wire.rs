@@ -69,11 +69,35 @@ pub fn encode_heartbeat(from_broker: i32, broker_epoch: i64, sent_at_ms: i64) ->
     framed(b, env)
 }
 
+/// One voter in a `QuorumStatus`: node, log end, last contact (ms), last
+/// caught up (ms); -1 for unknown.
+pub type VoterStatus = (i32, i64, i64, i64);
+
+/// At most this many voters in a status (a hostile peer cannot make a
+/// receiver hold more).
+pub const MAX_STATUS_VOTERS: usize = 1024;
+
+/// The active controller's view of the quorum, framed.
+pub fn encode_status(from_node: i32, term: u64, commit_index: u64, voters: &[VoterStatus]) -> Vec<u8> {
+    let mut b = FlatBufferBuilder::with_capacity(64 + voters.len() * 32);
+    let states: Vec<fb::VoterState> =
+        voters.iter().map(|&(node, end, contact, caught)| fb::VoterState::new(node, end, contact, caught)).collect();
+    let voters = b.create_vector(&states);
+    let q =
+        fb::QuorumStatus::create(&mut b, &fb::QuorumStatusArgs { from_node, term, commit_index, voters: Some(voters) });
+    let env = fb::Envelope::create(
+        &mut b,
+        &fb::EnvelopeArgs { sequence: 0, body_type: fb::Body::QuorumStatus, body: Some(q.as_union_value()) },
+    );
+    framed(b, env)
+}
+
 /// What a controller-bound frame carries.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Inbound {
     Raft { from: i32, to: i32, msg: Message },
     Heartbeat { from: i32, epoch: i64 },
+    Status { from: i32, term: u64, commit_index: u64, voters: Vec<VoterStatus> },
 }
 
 /// Decodes one envelope (the bytes after the length prefix).
@@ -86,6 +110,25 @@ pub fn decode_inbound(bytes: &[u8]) -> Result<Inbound, WireError> {
             return Err(WireError::Envelope(format!("heartbeat from broker {}", h.from_broker())));
         }
         return Ok(Inbound::Heartbeat { from: h.from_broker(), epoch: h.broker_epoch() });
+    }
+    if let Some(q) = env.body_as_quorum_status() {
+        let voters = q.voters();
+        if q.from_node() < 0 || voters.len() > MAX_STATUS_VOTERS || voters.iter().any(|v| v.node() < 0) {
+            return Err(WireError::Envelope(format!(
+                "quorum status from node {} with {} voters",
+                q.from_node(),
+                voters.len()
+            )));
+        }
+        return Ok(Inbound::Status {
+            from: q.from_node(),
+            term: q.term(),
+            commit_index: q.commit_index(),
+            voters: voters
+                .iter()
+                .map(|v| (v.node(), v.log_end(), v.last_contact_ms(), v.last_caught_up_ms()))
+                .collect(),
+        });
     }
     let (from, to, msg) = decode_quorum(&env)?;
     Ok(Inbound::Raft { from, to, msg })
@@ -139,6 +182,18 @@ mod tests {
         assert!(matches!(decode(&f[4..]), Err(WireError::Mismatch { .. })));
         let h = encode_heartbeat(3, 77, 5);
         assert_eq!(decode_inbound(&h[4..]).unwrap(), Inbound::Heartbeat { from: 3, epoch: 77 });
+        let st = encode_status(1, 7, 42, &[(0, 40, 1000, 900), (1, 42, 1001, 1001), (2, -1, -1, -1)]);
+        assert_eq!(
+            decode_inbound(&st[4..]).unwrap(),
+            Inbound::Status {
+                from: 1,
+                term: 7,
+                commit_index: 42,
+                voters: vec![(0, 40, 1000, 900), (1, 42, 1001, 1001), (2, -1, -1, -1)]
+            }
+        );
+        assert!(decode_inbound(&encode_status(-1, 7, 42, &[])[4..]).is_err());
+        assert!(decode_inbound(&encode_status(1, 7, 42, &[(-3, 0, 0, 0)])[4..]).is_err());
         assert!(matches!(decode_inbound(&encode(1, 2, &sample())[4..]), Ok(Inbound::Raft { from: 1, to: 2, .. })));
     }
 

@@ -13,15 +13,16 @@ pub mod inter_broker {
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_BODY: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_BODY: u8 = 4;
+pub const ENUM_MAX_BODY: u8 = 5;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_BODY: [Body; 5] = [
+pub const ENUM_VALUES_BODY: [Body; 6] = [
   Body::NONE,
   Body::AppendBatches,
   Body::AppendAck,
   Body::Heartbeat,
   Body::QuorumMessage,
+  Body::QuorumStatus,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -34,15 +35,17 @@ impl Body {
   pub const AppendAck: Self = Self(2);
   pub const Heartbeat: Self = Self(3);
   pub const QuorumMessage: Self = Self(4);
+  pub const QuorumStatus: Self = Self(5);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 4;
+  pub const ENUM_MAX: u8 = 5;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::AppendBatches,
     Self::AppendAck,
     Self::Heartbeat,
     Self::QuorumMessage,
+    Self::QuorumStatus,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -52,6 +55,7 @@ impl Body {
       Self::AppendAck => Some("AppendAck"),
       Self::Heartbeat => Some("Heartbeat"),
       Self::QuorumMessage => Some("QuorumMessage"),
+      Self::QuorumStatus => Some("QuorumStatus"),
       _ => None,
     }
   }
@@ -185,6 +189,201 @@ impl<'a> Uuid {
     // Created from a valid Table for this object
     // Which contains a valid array in this slot
     unsafe { ::flatbuffers::emplace_scalar_array(&mut self.0, 0, items) };
+  }
+
+}
+
+/// One voter as the active controller sees it (DescribeQuorum's fields).
+// struct VoterState, aligned to 8
+#[repr(transparent)]
+#[derive(Clone, Copy, PartialEq)]
+pub struct VoterState(pub [u8; 32]);
+impl Default for VoterState { 
+  fn default() -> Self { 
+    Self([0; 32])
+  }
+}
+impl ::core::fmt::Debug for VoterState {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter) -> ::core::fmt::Result {
+    f.debug_struct("VoterState")
+      .field("node", &self.node())
+      .field("log_end", &self.log_end())
+      .field("last_contact_ms", &self.last_contact_ms())
+      .field("last_caught_up_ms", &self.last_caught_up_ms())
+      .finish()
+  }
+}
+
+impl ::flatbuffers::SimpleToVerifyInSlice for VoterState {}
+impl<'a> ::flatbuffers::Follow<'a> for VoterState {
+  type Inner = &'a VoterState;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    unsafe { <&'a VoterState>::follow(buf, loc) }
+  }
+}
+impl<'a> ::flatbuffers::Follow<'a> for &'a VoterState {
+  type Inner = &'a VoterState;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    unsafe { ::flatbuffers::follow_cast_ref::<VoterState>(buf, loc) }
+  }
+}
+impl<'b> ::flatbuffers::Push for VoterState {
+    type Output = VoterState;
+    #[inline]
+    unsafe fn push(&self, dst: &mut [u8], _written_len: usize) {
+        let src = unsafe { ::core::slice::from_raw_parts(self as *const VoterState as *const u8, <Self as ::flatbuffers::Push>::size()) };
+        dst.copy_from_slice(src);
+    }
+    #[inline]
+    fn alignment() -> ::flatbuffers::PushAlignment {
+        ::flatbuffers::PushAlignment::new(8)
+    }
+}
+
+impl<'a> ::flatbuffers::Verifiable for VoterState {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.in_buffer::<Self>(pos)
+  }
+}
+
+impl<'a> VoterState {
+  #[allow(clippy::too_many_arguments)]
+  pub fn new(
+    node: i32,
+    log_end: i64,
+    last_contact_ms: i64,
+    last_caught_up_ms: i64,
+  ) -> Self {
+    let mut s = Self([0; 32]);
+    s.set_node(node);
+    s.set_log_end(log_end);
+    s.set_last_contact_ms(last_contact_ms);
+    s.set_last_caught_up_ms(last_caught_up_ms);
+    s
+  }
+
+  pub fn node(&self) -> i32 {
+    let mut mem = ::core::mem::MaybeUninit::<<i32 as ::flatbuffers::EndianScalar>::Scalar>::uninit();
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    ::flatbuffers::EndianScalar::from_little_endian(unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        self.0[0..].as_ptr(),
+        mem.as_mut_ptr() as *mut u8,
+        ::core::mem::size_of::<<i32 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+      mem.assume_init()
+    })
+  }
+
+  pub fn set_node(&mut self, x: i32) {
+    let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        &x_le as *const _ as *const u8,
+        self.0[0..].as_mut_ptr(),
+        ::core::mem::size_of::<<i32 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+    }
+  }
+
+  /// How far its log matches the controller's; -1 unknown.
+  pub fn log_end(&self) -> i64 {
+    let mut mem = ::core::mem::MaybeUninit::<<i64 as ::flatbuffers::EndianScalar>::Scalar>::uninit();
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    ::flatbuffers::EndianScalar::from_little_endian(unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        self.0[8..].as_ptr(),
+        mem.as_mut_ptr() as *mut u8,
+        ::core::mem::size_of::<<i64 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+      mem.assume_init()
+    })
+  }
+
+  pub fn set_log_end(&mut self, x: i64) {
+    let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        &x_le as *const _ as *const u8,
+        self.0[8..].as_mut_ptr(),
+        ::core::mem::size_of::<<i64 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+    }
+  }
+
+  /// Wall-clock ms of the controller's last current-term answer from it; -1 never.
+  pub fn last_contact_ms(&self) -> i64 {
+    let mut mem = ::core::mem::MaybeUninit::<<i64 as ::flatbuffers::EndianScalar>::Scalar>::uninit();
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    ::flatbuffers::EndianScalar::from_little_endian(unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        self.0[16..].as_ptr(),
+        mem.as_mut_ptr() as *mut u8,
+        ::core::mem::size_of::<<i64 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+      mem.assume_init()
+    })
+  }
+
+  pub fn set_last_contact_ms(&mut self, x: i64) {
+    let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        &x_le as *const _ as *const u8,
+        self.0[16..].as_mut_ptr(),
+        ::core::mem::size_of::<<i64 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+    }
+  }
+
+  /// Wall-clock ms it was last seen with the controller's whole log; -1 never.
+  pub fn last_caught_up_ms(&self) -> i64 {
+    let mut mem = ::core::mem::MaybeUninit::<<i64 as ::flatbuffers::EndianScalar>::Scalar>::uninit();
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    ::flatbuffers::EndianScalar::from_little_endian(unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        self.0[24..].as_ptr(),
+        mem.as_mut_ptr() as *mut u8,
+        ::core::mem::size_of::<<i64 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+      mem.assume_init()
+    })
+  }
+
+  pub fn set_last_caught_up_ms(&mut self, x: i64) {
+    let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        &x_le as *const _ as *const u8,
+        self.0[24..].as_mut_ptr(),
+        ::core::mem::size_of::<<i64 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+    }
   }
 
 }
@@ -810,6 +1009,157 @@ impl ::core::fmt::Debug for QuorumMessage<'_> {
       ds.finish()
   }
 }
+pub enum QuorumStatusOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// The active controller's view of the quorum, sent to the other voters
+/// every heartbeat interval, so any broker answers DescribeQuorum as the
+/// controller would (Kafka forwards the request to the controller instead).
+pub struct QuorumStatus<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for QuorumStatus<'a> {
+  type Inner = QuorumStatus<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> QuorumStatus<'a> {
+  pub const VT_FROM_NODE: ::flatbuffers::VOffsetT = 4;
+  pub const VT_TERM: ::flatbuffers::VOffsetT = 6;
+  pub const VT_COMMIT_INDEX: ::flatbuffers::VOffsetT = 8;
+  pub const VT_VOTERS: ::flatbuffers::VOffsetT = 10;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    QuorumStatus { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args QuorumStatusArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<QuorumStatus<'bldr>> {
+    let mut builder = QuorumStatusBuilder::new(_fbb);
+    builder.add_commit_index(args.commit_index);
+    builder.add_term(args.term);
+    if let Some(x) = args.voters { builder.add_voters(x); }
+    builder.add_from_node(args.from_node);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn from_node(&self) -> i32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i32>(QuorumStatus::VT_FROM_NODE, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn term(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(QuorumStatus::VT_TERM, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn commit_index(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(QuorumStatus::VT_COMMIT_INDEX, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn voters(&self) -> ::flatbuffers::Vector<'a, VoterState> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, VoterState>>>(QuorumStatus::VT_VOTERS, None).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for QuorumStatus<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<i32>("from_node", Self::VT_FROM_NODE, false)?
+     .visit_field::<u64>("term", Self::VT_TERM, false)?
+     .visit_field::<u64>("commit_index", Self::VT_COMMIT_INDEX, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, VoterState>>>("voters", Self::VT_VOTERS, true)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct QuorumStatusArgs<'a> {
+    pub from_node: i32,
+    pub term: u64,
+    pub commit_index: u64,
+    pub voters: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, VoterState>>>,
+}
+impl<'a> Default for QuorumStatusArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    QuorumStatusArgs {
+      from_node: 0,
+      term: 0,
+      commit_index: 0,
+      voters: None, // required field
+    }
+  }
+}
+
+pub struct QuorumStatusBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> QuorumStatusBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_from_node(&mut self, from_node: i32) {
+    self.fbb_.push_slot::<i32>(QuorumStatus::VT_FROM_NODE, from_node, 0);
+  }
+  #[inline]
+  pub fn add_term(&mut self, term: u64) {
+    self.fbb_.push_slot::<u64>(QuorumStatus::VT_TERM, term, 0);
+  }
+  #[inline]
+  pub fn add_commit_index(&mut self, commit_index: u64) {
+    self.fbb_.push_slot::<u64>(QuorumStatus::VT_COMMIT_INDEX, commit_index, 0);
+  }
+  #[inline]
+  pub fn add_voters(&mut self, voters: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , VoterState>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(QuorumStatus::VT_VOTERS, voters);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> QuorumStatusBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    QuorumStatusBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<QuorumStatus<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, QuorumStatus::VT_VOTERS,"voters");
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for QuorumStatus<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("QuorumStatus");
+      ds.field("from_node", &self.from_node());
+      ds.field("term", &self.term());
+      ds.field("commit_index", &self.commit_index());
+      ds.field("voters", &self.voters());
+      ds.finish()
+  }
+}
 pub enum EnvelopeOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -925,6 +1275,20 @@ impl<'a> Envelope<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_quorum_status(&self) -> Option<QuorumStatus<'a>> {
+    if self.body_type() == Body::QuorumStatus {
+      let u = self.body();
+      // Safety:
+      // Created from a valid Table for this object
+      // Which contains a valid union in this slot
+      Some(unsafe { QuorumStatus::init_from_table(u) })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for Envelope<'_> {
@@ -940,6 +1304,7 @@ impl ::flatbuffers::Verifiable for Envelope<'_> {
           Body::AppendAck => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<AppendAck>>("Body::AppendAck", pos),
           Body::Heartbeat => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<Heartbeat>>("Body::Heartbeat", pos),
           Body::QuorumMessage => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<QuorumMessage>>("Body::QuorumMessage", pos),
+          Body::QuorumStatus => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<QuorumStatus>>("Body::QuorumStatus", pos),
           _ => Ok(()),
         }
      })?
@@ -1025,6 +1390,13 @@ impl ::core::fmt::Debug for Envelope<'_> {
         },
         Body::QuorumMessage => {
           if let Some(x) = self.body_as_quorum_message() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Body::QuorumStatus => {
+          if let Some(x) = self.body_as_quorum_status() {
             ds.field("body", &x)
           } else {
             ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")

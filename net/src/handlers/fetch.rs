@@ -216,7 +216,9 @@ pub async fn handle(shard: &Rc<Shard>, req: FetchRequest, version: i16, correlat
             let moved = [ResponseError::NotLeaderOrFollower.code(), ResponseError::FencedLeaderEpoch.code()];
             if version >= 12 && moved.contains(&fp.error_code) {
                 if let Some(m) = img.topic(&name) {
-                    fp.current_leader = Some(super::metadata::current_leader(&img, m, p, &mut leaders));
+                    // (-1, -1) is the field's default: Kafka leaves it out.
+                    let leader = super::metadata::current_leader(&img, m, p, &mut leaders);
+                    fp.current_leader = Some(leader).filter(|&l| l != (-1, -1));
                 }
             }
             tr.partitions.push(fp);

@@ -112,7 +112,11 @@ public final class Broker implements AutoCloseable {
             }
         } catch (IOException | RuntimeException e) {
             for (Broker b : nodes) {
-                b.kill();
+                try {
+                    b.close();
+                } catch (RuntimeException closing) {
+                    e.addSuppressed(closing);
+                }
             }
             throw e;
         }
