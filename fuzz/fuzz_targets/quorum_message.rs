@@ -8,7 +8,15 @@ use libfuzzer_sys::fuzz_target;
 use ringbroker_controller::quorum::wire;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = wire::decode_inbound(data);
+    // A controller's quorum status survives a re-encode too.
+    if let Ok(wire::Inbound::Status { from, term, commit_index, voters }) = wire::decode_inbound(data) {
+        assert!(voters.len() <= wire::MAX_STATUS_VOTERS);
+        let again = wire::encode_status(from, term, commit_index, &voters);
+        assert_eq!(
+            wire::decode_inbound(&again[4..]).expect("a re-encoded status decodes"),
+            wire::Inbound::Status { from, term, commit_index, voters }
+        );
+    }
     if let Ok((from, to, msg)) = wire::decode(data) {
         let again = wire::encode(from, to, &msg);
         let (f2, t2, m2) = wire::decode(&again[4..]).expect("a re-encoded message decodes");
