@@ -26,7 +26,7 @@ from confluent_kafka.admin import NewTopic
 
 import kwire
 from conftest import admin_client, unique_topic
-from test_cluster_quorum import ClusterBroker, leader_of, wait_topic_everywhere
+from test_cluster_quorum import ClusterBroker, leader_of, poll_values, wait_topic_everywhere
 
 CLUSTER_PORT = 9093
 
@@ -196,12 +196,7 @@ def test_cluster_across_namespaces_serves_clients(netns_cluster):
     c = Consumer({"bootstrap.servers": nodes[1].bootstrap, "group.id": unique_topic("g"),
                   "auto.offset.reset": "earliest"})
     c.subscribe([topic])
-    got = set()
-    deadline = time.monotonic() + 60
-    while len(got) < 300 and time.monotonic() < deadline:
-        m = c.poll(0.5)
-        if m is not None and m.error() is None:
-            got.add(m.value())
+    got = poll_values(c, 300)
     c.commit(asynchronous=False)
     c.close()
     assert len(got) == 300, len(got)

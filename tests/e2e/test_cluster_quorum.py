@@ -114,6 +114,17 @@ def wait_topic_everywhere(nodes, name, timeout=10.0):
     raise AssertionError(f"{name} not on every broker: {[(b.node_id, sorted(topics_on(b))) for b in nodes]}")
 
 
+def poll_values(consumer, n: int, timeout: float = 60.0) -> set:
+    """The distinct values a subscribed consumer receives, until n or timeout."""
+    got = set()
+    deadline = time.monotonic() + timeout
+    while len(got) < n and time.monotonic() < deadline:
+        m = consumer.poll(0.5)
+        if m is not None and m.error() is None:
+            got.add(m.value())
+    return got
+
+
 def test_metadata_made_through_any_broker_reaches_all(cluster):
     leader = leader_of(cluster)
     followers = [b for b in cluster if b is not leader]
@@ -227,12 +238,7 @@ def test_partitions_spread_over_brokers_and_clients_follow_the_leaders(cluster):
     c = Consumer({"bootstrap.servers": cluster[2].bootstrap, "group.id": unique_topic("g"),
                   "auto.offset.reset": "earliest", "enable.auto.commit": True})
     c.subscribe([topic])
-    got = set()
-    deadline = time.monotonic() + 60
-    while len(got) < 600 and time.monotonic() < deadline:
-        m = c.poll(0.5)
-        if m is not None and m.error() is None:
-            got.add(m.value())
+    got = poll_values(c, 600)
     c.commit(asynchronous=False)
     committed = c.committed([TopicPartition(topic, i) for i in range(6)], timeout=10)
     c.close()
